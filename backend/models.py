@@ -1,0 +1,95 @@
+"""The system of record for background work: one Job row per job, grouped into batches."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Batch(models.Model):
+    """Jobs started by one request (a multi-file upload); progress is aggregated over them."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_batches")
+    notebook_id = models.UUIDField(null=True, blank=True, db_index=True)
+    label = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.id}"
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        RETRYING = "retrying"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    ACTIVE = (Status.QUEUED, Status.RUNNING, Status.RETRYING)
+
+    # The RQ job id: the API can return it before the job reaches Redis.
+    id = models.CharField(primary_key=True, max_length=64, editable=False)
+    kind = models.CharField(max_length=100, db_index=True)
+    queue = models.CharField(max_length=50, db_index=True)
+    # What RQ runs, kept here so the reconciler can put the job back when Redis lost it.
+    func = models.CharField(max_length=200)
+    kwargs = models.JSONField(default=dict, blank=True)
+    timeout = models.PositiveIntegerField()
+    retry_intervals = models.JSONField(default=list, blank=True)
+    depends_on = models.JSONField(default=list, blank=True)
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
+    )
+    subject_type = models.CharField(max_length=60, blank=True)
+    subject_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # A plain id, not a foreign key: backend/ knows no app.
+    notebook_id = models.UUIDField(null=True, blank=True, db_index=True)
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=1)
+    error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    worker_name = models.CharField(max_length=200, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "status"]),
+            models.Index(fields=["status", "updated_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(progress__lte=100), name="job_progress_at_most_100"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None

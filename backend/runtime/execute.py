@@ -1,0 +1,84 @@
+"""What happens around a job function when a worker runs it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from backend import services
+from backend.runtime import JobCancelled, JobContext, JobError, _current
+from backend.runtime import rq as rq_adapter
+
+if TYPE_CHECKING:
+    from backend.runtime import JobKind
+
+logger = logging.getLogger("quire.jobs")
+
+
+def describe_failure(exc: BaseException, timeout: int) -> tuple[str, str, bool]:
+    """(error_code, user-readable message, retryable) for an exception; never a traceback."""
+    if isinstance(exc, JobError):
+        return exc.code, exc.message, exc.retryable
+    if isinstance(exc, rq_adapter.JobTimeoutException):
+        return "TIMEOUT", f"The job ran longer than its time limit of {timeout} seconds.", True
+    return "INTERNAL_ERROR", f"Unexpected error ({type(exc).__name__}); the details are in the worker log.", True
+
+
+def _json_safe(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return {"value": str(value)}
+    return value
+
+
+def run(kind: JobKind, kwargs: dict[str, Any]) -> Any:
+    rq_job = rq_adapter.current_rq_job()
+    if rq_job is None:
+        # Called directly (a test, a shell): just the work, no bookkeeping.
+        return kind.func(**kwargs)
+
+    job_id = rq_job.id
+    claimed = services.job_start(job_id=job_id, worker_name=rq_job.worker_name or "")
+    if claimed is None:
+        logger.info("Job %s (%s) is cancelled, finished or unknown; not running it", job_id, kind.kind)
+        rq_adapter.prevent_retry(rq_job)
+        return None
+
+    token = _current.set(JobContext(job_id, claimed.attempts, claimed.max_attempts, kind.kind))
+    try:
+        result = _json_safe(kind.func(**kwargs))
+    except JobCancelled:
+        logger.info("Job %s (%s) stopped: cancelled", job_id, kind.kind)
+        rq_adapter.prevent_retry(rq_job)
+        services.job_settled(job_id=job_id)
+        return None
+    except Exception as exc:
+        code, message, retryable = describe_failure(exc, kind.timeout)
+        if retryable and claimed.attempts < claimed.max_attempts:
+            logger.warning(
+                "Job %s (%s) attempt %s/%s failed; will retry",
+                job_id,
+                kind.kind,
+                claimed.attempts,
+                claimed.max_attempts,
+                exc_info=True,
+            )
+            services.job_retry(job_id=job_id, error_code=code, error=message)
+        else:
+            logger.error(
+                "Job %s (%s) failed on attempt %s/%s",
+                job_id,
+                kind.kind,
+                claimed.attempts,
+                claimed.max_attempts,
+                exc_info=True,
+            )
+            rq_adapter.prevent_retry(rq_job)
+            services.job_fail(job_id=job_id, error_code=code, error=message)
+        raise
+    finally:
+        _current.reset(token)
+    services.job_succeed(job_id=job_id, result=result)
+    return result

@@ -1,0 +1,100 @@
+"""Bring Job rows and RQ back in line after crashes and Redis faults.
+
+RQ delivers at least once but can forget: a SIGKILLed worker leaves its job "started" until
+RQ's own cleanup (minutes later), and a Redis restart without AOF or a FLUSHALL loses every
+queued job. The Job rows are the record, so this walks the non-terminal rows and, for each,
+either leaves it (RQ has it in hand), puts it back into RQ, or ends it with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from backend import services
+from backend.models import Job
+from backend.runtime import rq as rq_adapter
+
+logger = logging.getLogger(__name__)
+
+S = Job.Status
+WAITING_IN_RQ = {"queued", "scheduled", "started"}
+SETTLE_SECONDS = 15
+
+
+def reconcile() -> dict[str, int]:
+    rq_adapter.clean_registries(list(settings.RQ_QUEUES))
+    current_job_of = {w.name: w.get_current_job_id() for w in rq_adapter.live_workers()}
+    grace = settings.QUIRE_JOBS["RECONCILE_GRACE_SECONDS"]
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    # "RQ says started but no worker has it" and "a retry is overdue" are also true for a few
+    # milliseconds inside RQ's own bookkeeping (between clearing the worker's current job and
+    # scheduling the retry; between the due time and the scheduler's next poll): act only on
+    # rows that have been quiet for a while.
+    settled = timezone.now() - timedelta(seconds=max(grace, SETTLE_SECONDS))
+    counts = {"checked": 0, "pushed": 0, "lost_retried": 0, "lost_failed": 0}
+
+    for job in Job.objects.filter(status__in=Job.ACTIVE, updated_at__lte=cutoff).order_by("created_at"):
+        counts["checked"] += 1
+        rq_status = rq_adapter.status_of(job.id)
+        if job.status == S.RUNNING:
+            if current_job_of.get(job.worker_name) == job.id:
+                continue  # its worker is alive and still on it
+            if rq_status == "started" and job.worker_name in current_job_of:
+                continue  # worker alive, between heartbeats
+            _recover_lost(job, counts)
+        elif (
+            rq_status == "scheduled"
+            and job.updated_at <= settled
+            and (rq_adapter.overdue_seconds(job.queue, job.id) or 0) > max(grace, SETTLE_SECONDS)
+        ):
+            # A delayed retry nobody moved: the workers' scheduler is down or its lock is stale.
+            if services.job_push(job_id=job.id):
+                logger.warning("Re-enqueued overdue scheduled job %s (%s)", job.id, job.kind)
+                counts["pushed"] += 1
+        elif rq_status == "started" and job.updated_at <= settled and _abandoned(job.id):
+            # RQ says started but no live worker has it: its worker lost Redis mid-job.
+            if services.job_push(job_id=job.id):
+                logger.warning("Re-enqueued abandoned job %s (%s)", job.id, job.kind)
+                counts["pushed"] += 1
+        elif rq_status in WAITING_IN_RQ:
+            continue
+        elif rq_status == "deferred" and _dependencies_pending(job):
+            continue
+        elif services.job_push(job_id=job.id):
+            logger.warning("Re-enqueued job %s (%s): RQ had it as %s", job.id, job.kind, rq_status)
+            counts["pushed"] += 1
+    if any(counts[k] for k in ("pushed", "lost_retried", "lost_failed")):
+        logger.warning("Reconciled jobs: %s", counts)
+    return counts
+
+
+def _abandoned(job_id: str) -> bool:
+    # A fresh look: RQ marks a job started and sets its worker's current job in one
+    # transaction, so a job that just started is always some live worker's current job.
+    return job_id not in {w.get_current_job_id() for w in rq_adapter.live_workers()}
+
+
+def _dependencies_pending(job: Job) -> bool:
+    return Job.objects.filter(id__in=job.depends_on).exclude(status__in=Job.TERMINAL).exists()
+
+
+def _recover_lost(job: Job, counts: dict[str, Any]) -> None:
+    rq_adapter.delete(job.id)
+    if job.attempts < job.max_attempts:
+        if services.job_retry(
+            job_id=job.id, error_code="WORKER_LOST", error="The worker running this job stopped unexpectedly."
+        ):
+            services.job_push(job_id=job.id)
+            counts["lost_retried"] += 1
+            logger.warning("Job %s (%s) lost with worker %s; running it again", job.id, job.kind, job.worker_name)
+    elif services.job_fail(
+        job_id=job.id,
+        error_code="WORKER_LOST",
+        error="The worker running this job stopped unexpectedly, and no attempts are left.",
+    ):
+        counts["lost_failed"] += 1

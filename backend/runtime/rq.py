@@ -1,0 +1,328 @@
+"""The one place that talks to RQ: the JSON job class, the worker classes, and queue access.
+
+Everything else in Quire goes through backend.runtime and never imports rq.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import django_rq
+from django.conf import settings
+from django.db import connections
+from django.utils.module_loading import import_string
+from redis import Redis
+from redis import exceptions as redis_exceptions
+from rq import Retry, SimpleWorker, Worker
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Dependency, JobStatus, get_current_job
+from rq.job import Job as RQJob
+from rq.queue import Queue
+from rq.registry import (
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["JSONJob", "JobTimeoutException"]
+
+
+class JSONJob(RQJob):
+    """An RQ job whose payload is JSON unless a caller insists otherwise.
+
+    rq-scheduler 0.14 creates and fetches jobs without passing a serializer, which would
+    silently fall back to pickle; making JSON the class default closes that gap everywhere
+    the job class is used (queues, workers, scheduler, dashboard).
+    """
+
+    def __init__(self, id: str | None = None, connection: Redis | None = None, serializer: Any = None) -> None:
+        super().__init__(id=id, connection=connection, serializer=serializer or JSONSerializer)
+
+
+class _QuireWorkerMixin:
+    """Shared behaviour of both worker classes.
+
+    - JSON only: whatever serializer the command line asks for, a worker never unpickles.
+    - Heartbeats short enough that a killed worker is noticed in seconds, not minutes.
+    - When RQ gives up on a job the wrapper never saw end (the horse was killed, stopped, or
+      timed out hard), the Job row is brought in line.
+    """
+
+    name: str
+    connection: Redis
+    _stop_requested: bool
+    _shutdown_requested_date: Any
+    worker_ttl: int
+    job_monitoring_interval: int
+    _stopped_job_id: str | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        requested = kwargs.get("serializer")
+        if requested not in (None, JSONSerializer, settings.JSON_SERIALIZER, "json"):
+            logger.warning("Ignoring serializer %r: Quire workers only read JSON payloads", requested)
+        kwargs["serializer"] = JSONSerializer
+        kwargs["job_class"] = JSONJob
+        # rqworker passes --worker-ttl 420 unless told otherwise; Quire wants dead workers found fast.
+        kwargs["worker_ttl"] = settings.QUIRE_JOBS["WORKER_TTL"]
+        kwargs.setdefault("job_monitoring_interval", 5)
+        kwargs.setdefault("maintenance_interval", 60)
+        super().__init__(*args, **kwargs)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        # RQ adds 60 s to every routine heartbeat; a dead worker would then look alive for over
+        # a minute. Keep the key only a little longer than the interval between heartbeats.
+        # A longer timeout asked for on purpose (an in-process job that cannot heartbeat while
+        # it runs, see InlineWorker.get_heartbeat_ttl) is kept.
+        ttl = max(self.worker_ttl, self.job_monitoring_interval * 3) + 5
+        if timeout is None or timeout <= self.job_monitoring_interval + 60:
+            timeout = ttl
+        super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """RQ's loop survives a failed dequeue but quits on a connection error anywhere else
+        (heartbeat, maintenance), and one exited worker makes honcho stop every process. So
+        when the loop ends without being asked to stop, wait for Redis and start it again."""
+        delay = 1.0
+        while True:
+            try:
+                worked = bool(super().work(*args, **kwargs))  # type: ignore[misc]
+            except redis_exceptions.ConnectionError:
+                worked = False  # teardown could not reach Redis either
+            stopping = self._stop_requested or self._shutdown_requested_date is not None
+            if stopping or kwargs.get("burst") or kwargs.get("max_jobs") or kwargs.get("max_idle_time"):
+                return worked
+            logger.warning("Worker %s left its loop (Redis unreachable?); restarting it in %.0f s", self.name, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 15)
+            try:
+                self.connection.ping()
+                # Mark the old registration dead so the fresh start may register the same name.
+                self.register_death()  # type: ignore[attr-defined]
+            except redis_exceptions.ConnectionError:
+                continue
+            delay = 1.0
+
+    def handle_job_failure(
+        self, job: RQJob, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
+    ) -> None:
+        stopped = self._stopped_job_id == job.id
+        super().handle_job_failure(  # type: ignore[misc]
+            job, queue, started_job_registry=started_job_registry, exc_string=exc_string
+        )
+        from backend import services
+
+        try:
+            status = job.get_status(refresh=True)
+        except (NoSuchJobError, InvalidJobOperation):
+            status = None
+        will_retry = status in (JobStatus.QUEUED, JobStatus.SCHEDULED)
+        timed_out = "JobTimeoutException" in exc_string or "timeout" in exc_string.lower()
+        services.job_lost(job_id=job.id, stopped=stopped, will_retry=will_retry, timed_out=timed_out)
+        connections.close_all()
+
+
+class ForkingWorker(_QuireWorkerMixin, Worker):
+    """For long jobs: each job runs in a forked work-horse that RQ can stop or kill."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Load what every job needs (the embedding model) once, before any fork: each
+        # work-horse inherits it copy-on-write instead of loading it per job.
+        for queue in self.queue_names():
+            for path in settings.QUIRE_WORKER_PRELOAD.get(queue, []):
+                logger.info("Preloading %s for queue %s", path, queue)
+                import_string(path)()
+
+    def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
+        # A database socket shared by parent and horse corrupts both sides' protocol state.
+        connections.close_all()
+        super().fork_work_horse(job, queue)
+
+
+class InlineWorker(_QuireWorkerMixin, SimpleWorker):
+    """For short jobs: no fork (about 7x the throughput); cancellation is cooperative only."""
+
+    def get_heartbeat_ttl(self, job: RQJob) -> int:
+        # Nothing heartbeats while an in-process job runs, so cover its whole time limit.
+        return int(job.timeout or 180) + 60
+
+
+_clients: dict[str, Redis] = {}
+
+
+def connection(queue: str = "default") -> Redis:
+    """One client (and connection pool) per Redis URL and process. django-rq builds a new pool
+    on every call, which costs a TCP connection per progress event. redis-py resets a pool
+    inherited through fork, so work-horses get their own connections."""
+    url = settings.RQ_QUEUES[queue]["URL"]
+    client = _clients.get(url)
+    if client is None:
+        client = _clients[url] = Redis.from_url(url, health_check_interval=30)
+    return client
+
+
+def get_queue(name: str) -> Queue:
+    return django_rq.get_queue(
+        name, serializer=JSONSerializer, job_class=JSONJob, commit_mode="auto", connection=connection(name)
+    )
+
+
+def current_rq_job() -> RQJob | None:
+    return get_current_job()
+
+
+def push(
+    *,
+    job_id: str,
+    queue: str,
+    func: str,
+    kwargs: dict[str, Any],
+    timeout: int,
+    retries_left: int,
+    retry_intervals: Sequence[int],
+    depends_on: Sequence[str] = (),
+    description: str = "",
+) -> None:
+    """Put a job into RQ under a known id (the Job row's id). Safe to repeat for the same id."""
+    q = get_queue(queue)
+    existing = fetch(job_id)
+    if existing is not None:
+        existing.delete(remove_from_queue=True)
+    retry = Retry(max=retries_left, interval=list(retry_intervals) or 0) if retries_left > 0 else None
+    dependency = Dependency(jobs=list(depends_on), allow_failure=True) if depends_on else None
+    q.enqueue_call(
+        func=func,
+        kwargs=kwargs,
+        job_id=job_id,
+        timeout=timeout,
+        retry=retry,
+        depends_on=dependency,
+        description=description or func,
+        result_ttl=settings.RQ["DEFAULT_RESULT_TTL"],
+        failure_ttl=24 * 3600,
+    )
+
+
+def fetch(job_id: str) -> RQJob | None:
+    try:
+        return JSONJob.fetch(job_id, connection=connection())
+    except NoSuchJobError:
+        return None
+
+
+def status_of(job_id: str) -> str | None:
+    job = fetch(job_id)
+    if job is None:
+        return None
+    status = job.get_status(refresh=False)
+    return str(status.value) if status is not None else None
+
+
+def overdue_seconds(queue: str, job_id: str) -> float | None:
+    """How long past its time a scheduled job (a delayed retry) still waits, or None."""
+    score = connection(queue).zscore(f"rq:scheduled:{queue}", job_id)
+    return None if score is None else time.time() - float(score)
+
+
+def prevent_retry(job: RQJob) -> None:
+    """Tell the worker running this job not to retry it (a permanent error, or Quire's own
+    attempt count says this was the last)."""
+    job.retries_left = 0
+
+
+def cancel(job_id: str) -> None:
+    """Take a job out of RQ wherever it waits (queue, schedule, dependencies); stop it if it runs."""
+    job = fetch(job_id)
+    if job is None:
+        return
+    status = job.get_status(refresh=False)
+    if status == JobStatus.STARTED and job.worker_name:
+        try:
+            send_stop_job_command(connection(), job_id, serializer=JSONSerializer)
+        except InvalidJobOperation:
+            logger.info("Job %s finished before it could be stopped", job_id)
+        return
+    if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+        return
+    try:
+        job.cancel(enqueue_dependents=True)
+    except InvalidJobOperation:
+        pass
+
+
+def delete(job_id: str) -> None:
+    job = fetch(job_id)
+    if job is not None:
+        job.delete(remove_from_queue=True)
+
+
+def queue_position(queue: str, job_id: str) -> int | None:
+    position = get_queue(queue).get_job_position(job_id)
+    return None if position is None else position + 1
+
+
+def live_workers(queue: str | None = None) -> list[Any]:
+    """Workers whose heartbeat key still exists (registration sets outlive a killed worker)."""
+    q = get_queue(queue) if queue else None
+    return list(Worker.all(connection=connection(), queue=q))
+
+
+def live_worker_names() -> set[str]:
+    return {w.name for w in live_workers()}
+
+
+def queue_stats(name: str) -> dict[str, Any]:
+    q = get_queue(name)
+    conn = q.connection
+    oldest_age: float | None = None
+    ids = q.get_job_ids(0, 1)
+    if ids:
+        job = fetch(ids[0])
+        if job is not None and job.enqueued_at is not None:
+            enqueued = job.enqueued_at.replace(tzinfo=UTC) if job.enqueued_at.tzinfo is None else job.enqueued_at
+            oldest_age = round((datetime.now(UTC) - enqueued).total_seconds(), 1)
+    return {
+        "depth": q.count,
+        "oldest_age_seconds": oldest_age,
+        "workers": len(live_workers(name)),
+        "started": StartedJobRegistry(name, connection=conn).count,
+        "scheduled": ScheduledJobRegistry(name, connection=conn).count,  # type: ignore[no-untyped-call]
+        "deferred": DeferredJobRegistry(name, connection=conn).count,
+        "failed": FailedJobRegistry(name, connection=conn).count,
+        "finished": FinishedJobRegistry(name, connection=conn).count,
+    }
+
+
+def scheduler_alive() -> bool:
+    conn = connection()
+    for key in conn.scan_iter(match="rq:scheduler_instance:*"):
+        if not conn.hexists(key, "death"):
+            return True
+    return False
+
+
+def clean_registries(queues: Sequence[str]) -> None:
+    """RQ's own housekeeping (normally every 10 minutes in each worker): expire abandoned
+    started jobs, drop stale worker registrations."""
+    from rq.worker_registration import clean_worker_registry
+
+    for name in queues:
+        q = get_queue(name)
+        clean_worker_registry(q)
+        for registry in (StartedJobRegistry, FinishedJobRegistry, FailedJobRegistry, DeferredJobRegistry):
+            registry(name, connection=q.connection, job_class=JSONJob, serializer=JSONSerializer).cleanup()
+
+
+def scheduler() -> Any:
+    return django_rq.get_scheduler("maintenance")

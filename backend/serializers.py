@@ -1,0 +1,126 @@
+from typing import Any
+
+from rest_framework import serializers
+
+from backend.models import Batch, Job
+from backend.runtime import rq as rq_adapter
+
+
+class JobSerializer(serializers.ModelSerializer[Job]):
+    subject = serializers.SerializerMethodField()
+    notebook = serializers.UUIDField(source="notebook_id", allow_null=True)
+    batch = serializers.UUIDField(source="batch_id", allow_null=True)
+    queue_position = serializers.SerializerMethodField()
+    workers = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "queue",
+            "status",
+            "progress",
+            "message",
+            "attempts",
+            "max_attempts",
+            "error",
+            "error_code",
+            "result",
+            "subject",
+            "notebook",
+            "batch",
+            "queue_position",
+            "workers",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_subject(self, job: Job) -> dict[str, str] | None:
+        if not job.subject_type:
+            return None
+        return {"type": job.subject_type.rsplit(".", 1)[-1], "id": job.subject_id}
+
+    def get_queue_position(self, job: Job) -> int | None:
+        """1 = next to run. Only while queued; None when Redis cannot say."""
+        if job.status != Job.Status.QUEUED:
+            return None
+        try:
+            return rq_adapter.queue_position(job.queue, job.id)
+        except Exception:
+            return None
+
+    def get_workers(self, job: Job) -> int | None:
+        """Live workers on the job's queue while it waits, so a client can say why it waits."""
+        if job.status not in (Job.Status.QUEUED, Job.Status.RETRYING):
+            return None
+        try:
+            return len(rq_adapter.live_workers(job.queue))
+        except Exception:
+            return None
+
+
+class BatchSerializer(serializers.ModelSerializer[Batch]):
+    notebook = serializers.UUIDField(source="notebook_id", allow_null=True)
+    totals = serializers.SerializerMethodField()
+    succeeded = serializers.SerializerMethodField()
+    failed = serializers.SerializerMethodField()
+    status = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+    jobs = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Batch
+        fields = [
+            "id",
+            "notebook",
+            "label",
+            "status",
+            "progress",
+            "totals",
+            "succeeded",
+            "failed",
+            "jobs",
+            "created_at",
+        ]
+
+    def _jobs(self, batch: Batch) -> list[Job]:
+        # Every field reads the same jobs: load them once per serialized batch.
+        cached: tuple[Any, list[Job]] | None = getattr(self, "_jobs_cache", None)
+        if cached is None or cached[0] != batch.pk:
+            cached = (batch.pk, list(batch.jobs.order_by("created_at")))
+            self._jobs_cache = cached
+        return cached[1]
+
+    def get_totals(self, batch: Batch) -> dict[str, int]:
+        jobs = self._jobs(batch)
+        counts = {status: 0 for status in Job.Status.values}
+        for job in jobs:
+            counts[job.status] += 1
+        return {"total": len(jobs), **counts}
+
+    def get_succeeded(self, batch: Batch) -> int:
+        return sum(job.status == Job.Status.SUCCEEDED for job in self._jobs(batch))
+
+    def get_failed(self, batch: Batch) -> int:
+        return sum(job.status == Job.Status.FAILED for job in self._jobs(batch))
+
+    def get_status(self, batch: Batch) -> str:
+        jobs = self._jobs(batch)
+        if any(job.status in Job.ACTIVE for job in jobs):
+            return "running" if any(job.status != Job.Status.QUEUED for job in jobs) else "queued"
+        if jobs and all(job.status == Job.Status.SUCCEEDED for job in jobs):
+            return "succeeded"
+        if any(job.status == Job.Status.FAILED for job in jobs):
+            return "failed" if not any(job.status == Job.Status.SUCCEEDED for job in jobs) else "partial"
+        return "cancelled" if jobs else "empty"
+
+    def get_progress(self, batch: Batch) -> int:
+        jobs = self._jobs(batch)
+        if not jobs:
+            return 0
+        return round(sum(100 if job.is_terminal else job.progress for job in jobs) / len(jobs))
+
+    def get_jobs(self, batch: Batch) -> list[dict[str, Any]]:
+        return [dict(JobSerializer(job).data) for job in self._jobs(batch)]

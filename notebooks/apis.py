@@ -1,0 +1,273 @@
+import re
+import unicodedata
+from typing import Any
+
+from django.conf import settings
+from django.http import FileResponse, HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_yasg.utils import swagger_auto_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.auth import aauthenticate
+from backend.errors import DomainError, error_body
+from backend.models import Job
+from backend.runtime import events
+from backend.serializers import BatchSerializer, JobSerializer
+from backend.throttles import EnqueueThrottle
+from notebooks import selectors, services
+from notebooks.models import Notebook, Source
+
+
+class NotebookOutputSerializer(serializers.ModelSerializer[Notebook]):
+    source_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Notebook
+        fields = ["id", "title", "description", "source_count", "created_at", "updated_at"]
+
+    def get_source_count(self, notebook: Notebook) -> int:
+        return notebook.sources.count()
+
+
+class NotebookInputSerializer(serializers.Serializer[dict[str, Any]]):
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class NotebookListCreateApi(APIView):
+    @swagger_auto_schema(responses={200: NotebookOutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.notebooks_of(user=request.user), request, view=self)
+        return paginator.get_paginated_response(NotebookOutputSerializer(page, many=True).data)
+
+    @swagger_auto_schema(request_body=NotebookInputSerializer, responses={201: NotebookOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = NotebookInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        notebook = services.notebook_create(owner=request.user, **data.validated_data)
+        return Response(NotebookOutputSerializer(notebook).data, status=status.HTTP_201_CREATED)
+
+
+class NotebookDetailApi(APIView):
+    class UpdateSerializer(serializers.Serializer[dict[str, Any]]):
+        title = serializers.CharField(max_length=200, required=False)
+        description = serializers.CharField(required=False, allow_blank=True)
+
+    def _get(self, request: Request, notebook_id: str) -> Notebook:
+        return get_object_or_404(Notebook, id=notebook_id, owner=request.user)
+
+    @swagger_auto_schema(responses={200: NotebookOutputSerializer})
+    def get(self, request: Request, notebook_id: str) -> Response:
+        return Response(NotebookOutputSerializer(self._get(request, notebook_id)).data)
+
+    @swagger_auto_schema(request_body=UpdateSerializer, responses={200: NotebookOutputSerializer})
+    def patch(self, request: Request, notebook_id: str) -> Response:
+        notebook = self._get(request, notebook_id)
+        data = self.UpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        notebook = services.notebook_update(notebook=notebook, data=data.validated_data)
+        return Response(NotebookOutputSerializer(notebook).data)
+
+    def delete(self, request: Request, notebook_id: str) -> Response:
+        services.notebook_delete(notebook=self._get(request, notebook_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _notebook(request: Request, notebook_id: Any) -> Notebook:
+    return get_object_or_404(Notebook, id=notebook_id, owner=request.user)
+
+
+def _source(request: Request, notebook_id: Any, source_id: Any) -> Source:
+    return get_object_or_404(Source, id=source_id, notebook_id=notebook_id, notebook__owner=request.user)
+
+
+class SourceOutputSerializer(serializers.ModelSerializer[Source]):
+    notebook = serializers.UUIDField(source="notebook_id")
+    job = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Source
+        fields = [
+            "id", "notebook", "kind", "title", "original_filename", "url", "content_type", "size", "status",
+            "error", "error_code", "page_count", "word_count", "chunk_count", "job", "created_at", "updated_at",
+        ]  # fmt: skip
+
+    def get_job(self, source: Source) -> dict[str, Any] | None:
+        jobs: dict[str, Job] = self.context.get("jobs", {})
+        job = jobs.get(source.job_id) if source.job_id in jobs else Job.objects.filter(id=source.job_id).first()
+        return dict(JobSerializer(job).data) if job is not None else None
+
+
+class SourceListCreateApi(APIView):
+    throttle_classes = [EnqueueThrottle]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    class JsonInput(serializers.Serializer[dict[str, Any]]):
+        urls = serializers.ListField(child=serializers.CharField(max_length=2000), required=False, max_length=50)
+        text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+        title = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
+
+    @swagger_auto_schema(responses={200: SourceOutputSerializer(many=True)})
+    def get(self, request: Request, notebook_id: str) -> Response:
+        notebook = _notebook(request, notebook_id)
+        sources = list(selectors.sources_of(notebook=notebook))
+        jobs = Job.objects.in_bulk([s.job_id for s in sources if s.job_id])
+        return Response({"results": SourceOutputSerializer(sources, many=True, context={"jobs": jobs}).data})
+
+    @swagger_auto_schema(
+        # Swagger 2.0 cannot say "multipart or JSON" for one operation: the JSON body is in the
+        # schema, the multipart form is described here.
+        operation_description="Add sources: JSON {urls: [...]} or JSON {text, title} as below, or a "
+        "multipart/form-data body with one or more `files` fields. Answers 202 with the batch, the sources "
+        "and their jobs.",
+        request_body=JsonInput,
+        responses={202: "batch, sources, jobs", 413: "too large", 415: "unsupported type"},
+    )
+    def post(self, request: Request, notebook_id: str) -> Response:
+        notebook = _notebook(request, notebook_id)
+        declared = request.META.get("CONTENT_LENGTH") or "0"
+        if declared.isdigit() and int(declared) > settings.QUIRE_MAX_REQUEST_BYTES:
+            raise DomainError(
+                f"The request is larger than {settings.QUIRE_MAX_REQUEST_BYTES // (1024 * 1024)} MB.",
+                code="TOO_LARGE",
+                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        files = request.FILES.getlist("files") if request.content_type.startswith("multipart/") else []
+        if files:
+            added = services.sources_add(notebook=notebook, owner=request.user, files=files)
+        else:
+            data = self.JsonInput(data=request.data)
+            data.is_valid(raise_exception=True)
+            urls = data.validated_data.get("urls") or []
+            text = data.validated_data.get("text")
+            if not urls and text is None:
+                raise DomainError("Send one or more `files`, a list of `urls`, or `text`.", code="NO_SOURCES")
+            added = services.sources_add(
+                notebook=notebook, owner=request.user, urls=urls, text=text, title=data.validated_data["title"]
+            )
+        jobs = {job.id: job for job in added.jobs.values()}
+        return Response(
+            {
+                "batch": BatchSerializer(added.batch).data,
+                "sources": SourceOutputSerializer(added.sources, many=True, context={"jobs": jobs}).data,
+                "duplicates": added.duplicates,
+                "overview_job": added.overview_job.id if added.overview_job else None,
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class SourceDetailApi(APIView):
+    @swagger_auto_schema(responses={200: SourceOutputSerializer})
+    def get(self, request: Request, notebook_id: str, source_id: str) -> Response:
+        return Response(SourceOutputSerializer(_source(request, notebook_id, source_id)).data)
+
+    def delete(self, request: Request, notebook_id: str, source_id: str) -> Response:
+        services.source_delete(source=_source(request, notebook_id, source_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SourceContentApi(APIView):
+    def get(self, request: Request, notebook_id: str, source_id: str) -> Response:
+        source = _source(request, notebook_id, source_id)
+        if source.status != Source.Status.READY:
+            raise DomainError(
+                f"The source is {source.status}; its text is available once it is ready.",
+                code="NOT_READY",
+                status_code=status.HTTP_409_CONFLICT,
+            )
+        return Response({"id": str(source.id), "title": source.title, "text": source.text})
+
+
+def safe_filename(name: str, fallback: str) -> str:
+    """A download name with no path, control or direction-override characters."""
+    name = unicodedata.normalize("NFKC", name.replace("\\", "/").rsplit("/", 1)[-1])
+    name = "".join(ch for ch in name if ch.isprintable() and unicodedata.category(ch) not in ("Cf", "Cc"))
+    name = re.sub(r"[\"';]", "_", name).strip(" .")
+    return name[:150] or fallback
+
+
+class SourceFileApi(APIView):
+    def get(self, request: Request, notebook_id: str, source_id: str) -> HttpResponseBase:
+        source = _source(request, notebook_id, source_id)
+        if not source.file:
+            raise DomainError("This source has no original file.", code="NO_FILE", status_code=404)
+        return FileResponse(
+            source.file.open("rb"),
+            as_attachment=True,
+            filename=safe_filename(source.original_filename, f"source.{source.content_type or 'bin'}"),
+        )
+
+
+class HitSerializer(serializers.Serializer[Any]):
+    chunk_id = serializers.IntegerField()
+    source_id = serializers.UUIDField()
+    source_title = serializers.CharField()
+    position = serializers.IntegerField()
+    page = serializers.IntegerField(allow_null=True)
+    score = serializers.FloatField()
+    text = serializers.CharField()
+    char_start = serializers.IntegerField()
+    char_end = serializers.IntegerField()
+
+
+class SearchApi(APIView):
+    class QueryInput(serializers.Serializer[dict[str, Any]]):
+        q = serializers.CharField(max_length=1000)
+        k = serializers.IntegerField(min_value=1, max_value=100, default=10)
+
+    @swagger_auto_schema(query_serializer=QueryInput, responses={200: HitSerializer(many=True)})
+    def get(self, request: Request, notebook_id: str) -> Response:
+        notebook = _notebook(request, notebook_id)
+        query = self.QueryInput(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        hits = selectors.notebook_search(
+            notebook=notebook, query=query.validated_data["q"], k=query.validated_data["k"]
+        )
+        return Response(
+            {"query": query.validated_data["q"], "method": "semantic", "results": HitSerializer(hits, many=True).data}
+        )
+
+
+class OverviewApi(APIView):
+    def get(self, request: Request, notebook_id: str) -> Response:
+        notebook = _notebook(request, notebook_id)
+        pending = Job.objects.filter(
+            notebook_id=notebook.id, kind="notebooks.build_overview", status__in=Job.ACTIVE
+        ).first()
+        return Response(
+            {
+                "notebook": str(notebook.id),
+                "status": "ready" if notebook.overview is not None else ("pending" if pending else "none"),
+                "updated_at": notebook.overview_updated_at,
+                "job": pending.id if pending else None,
+                **(notebook.overview or {"summary": "", "key_topics": [], "suggested_questions": []}),
+            }
+        )
+
+
+async def notebook_events(request: HttpRequest, notebook_id: str) -> HttpResponseBase:
+    """Server-sent events of a notebook's jobs (`job` events carry the job JSON)."""
+    user = await aauthenticate(request)
+    if user is None:
+        return JsonResponse(
+            error_body("NOT_AUTHENTICATED", "Authentication credentials were not provided."), status=401
+        )
+    if not await Notebook.objects.filter(id=notebook_id, owner=user).aexists():
+        return JsonResponse(error_body("NOT_FOUND", "Not found."), status=404)
+    cursor = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+    if not cursor or not events.EVENT_ID.fullmatch(cursor):
+        cursor = await events.cursor_now(notebook_id)
+    response = StreamingHttpResponse(
+        events.stream(notebook_id, cursor, settings.QUIRE_SSE_HEARTBEAT_SECONDS),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    return response

@@ -1,0 +1,327 @@
+"""Text out of a file whose kind ``filetypes.detect_type`` has established.
+
+``Extracted.text`` is the one string every later offset points into: chunk offsets, page starts
+and citations all slice it. Pages exist only for PDFs (Word files do not store where their pages
+break, HTML and text have none), so every other kind has ``pages == []`` and ``page_count == 0``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+import docx
+import trafilatura
+from bs4 import BeautifulSoup
+from docx.document import Document
+from docx.table import Table
+from pypdf import PasswordType, PdfReader
+from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
+
+from notebooks.ingest.errors import EncryptedPdf, ExtractionFailed, IngestError, NoText, TooLarge
+from notebooks.ingest.filetypes import Kind, NotText, Source, decode_text, read_source
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGES: Final = 2000
+# Limits on a DOCX's zip members, checked before python-docx inflates anything. Word's own XML
+# compresses about 5-20x; a ratio of 100 on a member of a megabyte or more is a bomb, not prose.
+MAX_DOCX_UNCOMPRESSED: Final = 200 * 1024 * 1024
+MAX_DOCX_RATIO: Final = 100
+MAX_DOCX_MEMBERS: Final = 5000
+_RATIO_CHECK_FROM: Final = 1024 * 1024
+PAGE_SEPARATOR: Final = "\n\n"
+
+
+@dataclass(frozen=True)
+class PageText:
+    number: int  # 1-based, as a reader would cite it
+    text: str
+    char_start: int  # where this page's text starts in Extracted.text
+
+
+@dataclass(frozen=True)
+class Extracted:
+    text: str
+    pages: list[PageText]
+    title: str | None
+    word_count: int
+    page_count: int
+
+
+def extract(source: Source, kind: Kind, *, max_pages: int = MAX_PAGES) -> Extracted:
+    """Extract ``source`` as ``kind``; raises an ``IngestError`` (never anything else) on failure."""
+    data = read_source(source)
+    try:
+        result = _EXTRACTORS[kind](data, max_pages)
+    except IngestError:
+        raise
+    except RecursionError:
+        # Deeply nested objects are a classic parser attack; the message stays generic.
+        raise ExtractionFailed("The file's structure is too deeply nested to read.") from None
+    except Exception:
+        # Parsers raise anything on hostile input. The traceback goes to the log, not the user.
+        logger.warning("extraction of a %s file failed", kind, exc_info=True)
+        raise ExtractionFailed(f"The {_LABELS[kind]} could not be read; it may be damaged.") from None
+    if not result.text.strip():
+        raise NoText(_NO_TEXT[kind])
+    return result
+
+
+def extracted_from_text(text: str, *, title: str | None = None, kind: Kind = "txt") -> Extracted:
+    """The result for text that never was a file (pasted text), normalised like a file's."""
+    text = normalise(text)
+    if title is None and kind == "md":
+        title = markdown_title(text)
+    return Extracted(text=text, pages=[], title=title, word_count=len(text.split()), page_count=0)
+
+
+_LABELS: Final[dict[Kind, str]] = {
+    "pdf": "PDF",
+    "docx": "Word document",
+    "txt": "text file",
+    "md": "Markdown file",
+    "html": "HTML page",
+}
+_NO_TEXT: Final[dict[Kind, str]] = {
+    "pdf": "The PDF has no text layer (is it a scanned image?); no text could be extracted.",
+    "docx": "The Word document contains no text.",
+    "txt": "The file contains no text.",
+    "md": "The file contains no text.",
+    "html": "No readable text was found in the HTML page.",
+}
+
+
+# --- text normalisation -------------------------------------------------------------------
+
+_LINE_BREAKS = re.compile(r"\r\n?|[\u2028\u2029\x85\x0b\x0c]")
+_TRAILING_SPACE = re.compile(r"[ \t\u00a0]+\n")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def normalise(text: str) -> str:
+    """One newline convention, no trailing spaces, at most one blank line in a row.
+
+    Unicode line separators become newlines so that every line break is also whitespace to the
+    tokenizer (the chunker relies on whitespace to find word boundaries).
+    """
+    text = _LINE_BREAKS.sub("\n", text.replace("\x00", ""))
+    text = _TRAILING_SPACE.sub("\n", text)
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+# --- PDF ----------------------------------------------------------------------------------
+
+
+def _extract_pdf(data: bytes, max_pages: int) -> Extracted:
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            _decrypt(reader)
+        page_count = len(reader.pages)
+    except IngestError:
+        raise
+    except (DependencyError, FileNotDecryptedError):
+        raise EncryptedPdf(_ENCRYPTED) from None
+    except LimitReachedError:
+        raise TooLarge("The PDF expands past the size limit for extraction.") from None
+    if page_count > max_pages:
+        raise TooLarge(f"The PDF has {page_count} pages; at most {max_pages} can be processed.")
+
+    texts: list[str] = []
+    failed = 0
+    for index, page in enumerate(reader.pages):
+        try:
+            texts.append(normalise(page.extract_text()))
+        except LimitReachedError:
+            raise TooLarge("A page of the PDF expands past the size limit for extraction.") from None
+        except Exception:
+            # One unreadable page should not cost the user the rest of the document.
+            logger.warning("could not extract page %s of a PDF", index + 1, exc_info=True)
+            failed += 1
+            texts.append("")
+    if page_count and failed == page_count:
+        raise ExtractionFailed("No page of the PDF could be read; it may be damaged.")
+
+    pages: list[PageText] = []
+    offset = 0
+    for number, page_text in enumerate(texts, start=1):
+        pages.append(PageText(number=number, text=page_text, char_start=offset))
+        offset += len(page_text) + len(PAGE_SEPARATOR)
+    text = PAGE_SEPARATOR.join(texts)
+    return Extracted(
+        text=text,
+        pages=pages,
+        title=_pdf_title(reader),
+        word_count=len(text.split()),
+        page_count=page_count,
+    )
+
+
+_ENCRYPTED = "The PDF is password-protected; remove the password and upload it again."
+
+
+def _decrypt(reader: PdfReader) -> None:
+    # Many PDFs are encrypted only to restrict printing or copying, with an empty user password;
+    # any viewer opens those, so Quire does too.
+    if reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+        raise EncryptedPdf(_ENCRYPTED)
+
+
+def _pdf_title(reader: PdfReader) -> str | None:
+    try:
+        title = reader.metadata.title if reader.metadata else None
+    except Exception:
+        return None
+    title = " ".join(str(title).split()) if title else ""
+    return title or None
+
+
+# --- DOCX ---------------------------------------------------------------------------------
+
+
+def _check_zip(data: bytes) -> None:
+    """Refuse a zip bomb from its central directory, before anything is inflated.
+
+    The declared sizes are trustworthy enough: Python's zipfile stops a member at its declared
+    size and fails the CRC check, so a member that lies cannot expand further than it says.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = archive.infolist()
+    if len(members) > MAX_DOCX_MEMBERS:
+        raise TooLarge(f"The Word document has too many parts ({len(members)}).")
+    total = sum(m.file_size for m in members)
+    if total > MAX_DOCX_UNCOMPRESSED:
+        raise TooLarge(
+            f"The Word document expands to {total // (1024 * 1024)} MB; "
+            f"at most {MAX_DOCX_UNCOMPRESSED // (1024 * 1024)} MB can be processed."
+        )
+    for m in members:
+        if m.file_size >= _RATIO_CHECK_FROM and m.file_size > MAX_DOCX_RATIO * max(m.compress_size, 1):
+            raise TooLarge("The Word document is compressed suspiciously well (a zip bomb?) and was refused.")
+
+
+def _extract_docx(data: bytes, max_pages: int) -> Extracted:
+    try:
+        _check_zip(data)
+    except zipfile.BadZipFile:
+        raise ExtractionFailed("The Word document is damaged and cannot be read.") from None
+    document = docx.Document(io.BytesIO(data))
+    blocks = [block for block in _docx_blocks(document) if block]
+    text = normalise("\n\n".join(blocks))
+    title = (document.core_properties.title or "").strip() or _docx_heading(document)
+    return Extracted(text=text, pages=[], title=title, word_count=len(text.split()), page_count=0)
+
+
+def _docx_blocks(document: Document) -> Iterator[str]:
+    """Paragraphs and tables in reading order (tables as one line per row, cells by " | ")."""
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            for row in block.rows:
+                cells = [" ".join(cell.text.split()) for cell in row.cells]
+                # Merged cells repeat the same cell object along the row.
+                unique = [c for i, c in enumerate(cells) if c and (i == 0 or c != cells[i - 1])]
+                yield " | ".join(unique)
+        else:
+            yield block.text.strip()
+
+
+def _docx_heading(document: Document) -> str | None:
+    for paragraph in document.paragraphs:
+        style = paragraph.style.name if paragraph.style is not None else ""
+        if style and (style == "Title" or style.startswith("Heading")) and paragraph.text.strip():
+            return paragraph.text.strip()
+    return None
+
+
+# --- plain text and Markdown --------------------------------------------------------------
+
+_ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+_SETEXT_HEADING = re.compile(r"^ {0,3}(\S[^\n]*)\n {0,3}(=+|-+)[ \t]*$", re.MULTILINE)
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n(?:---|\.\.\.)\n", re.DOTALL)
+_FRONT_MATTER_TITLE = re.compile(r"^title:[ \t]*(['\"]?)(.+?)\1[ \t]*$", re.MULTILINE)
+
+
+def markdown_title(text: str) -> str | None:
+    """The front-matter title, else the first level-1 heading, else the first heading of any level."""
+    front = _FRONT_MATTER.match(text)
+    if front:
+        found = _FRONT_MATTER_TITLE.search(front.group(1))
+        if found:
+            return found.group(2).strip()
+        text = text[front.end() :]
+    headings: list[tuple[int, int, str]] = []  # (position, level, text)
+    for m in _ATX_HEADING.finditer(text):
+        headings.append((m.start(), len(m.group(1)), m.group(2)))
+    for m in _SETEXT_HEADING.finditer(text):
+        if not m.group(1).lstrip().startswith(("#", "-", "*", ">", "|")):
+            headings.append((m.start(), 1 if m.group(2)[0] == "=" else 2, m.group(1)))
+    headings.sort()
+    best = next((h for h in headings if h[1] == 1), headings[0] if headings else None)
+    return best[2].strip() if best else None
+
+
+def _extract_plain(data: bytes, max_pages: int) -> Extracted:
+    return extracted_from_text(_decode_or_fail(data), kind="txt")
+
+
+def _extract_markdown(data: bytes, max_pages: int) -> Extracted:
+    # Kept as Markdown: the markup is light, reads fine in citations, and its headings help chunks.
+    return extracted_from_text(_decode_or_fail(data), kind="md")
+
+
+def _decode_or_fail(data: bytes) -> str:
+    try:
+        return decode_text(data)
+    except NotText:
+        raise ExtractionFailed("The file is not readable text (unknown encoding or binary data).") from None
+
+
+# --- HTML ---------------------------------------------------------------------------------
+
+
+def _extract_html(data: bytes, max_pages: int) -> Extracted:
+    html = _decode_or_fail(data)
+    # trafilatura finds the main content and drops navigation; it never fetches anything when
+    # handed a document. It returns None for pages it judges to have no article (short pages,
+    # link lists); those still have text a user meant to keep, so BeautifulSoup takes over.
+    main = trafilatura.extract(
+        html, output_format="txt", include_comments=False, include_tables=True, favor_recall=True
+    )
+    text = normalise(main) if main else _html_text(html)
+    return Extracted(text=text, pages=[], title=_html_title(html), word_count=len(text.split()), page_count=0)
+
+
+_HTML_DROP: Final = ("script", "style", "noscript", "template", "svg", "head", "iframe", "object")
+
+
+def _html_text(html: str) -> str:
+    soup = BeautifulSoup(html, "lxml")
+    for tag in soup(list(_HTML_DROP)):
+        tag.decompose()
+    lines = (" ".join(line.split()) for line in soup.get_text("\n").splitlines())
+    return normalise("\n".join(line for line in lines if line))
+
+
+def _html_title(html: str) -> str | None:
+    soup = BeautifulSoup(html, "lxml")
+    for candidate in (soup.title, soup.find("h1")):
+        if candidate is not None:
+            title = " ".join(candidate.get_text(" ").split())
+            if title:
+                return title
+    return None
+
+
+_EXTRACTORS: Final = {
+    "pdf": _extract_pdf,
+    "docx": _extract_docx,
+    "txt": _extract_plain,
+    "md": _extract_markdown,
+    "html": _extract_html,
+}

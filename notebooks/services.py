@@ -1,0 +1,469 @@
+"""Writes for notebooks and their sources, and the ingestion work the jobs run."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import unicodedata
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from rest_framework import status
+
+from backend.errors import DomainError
+from backend.models import Batch, Job
+from backend.runtime import JobError, progress
+from backend.services import batch_create, jobs_cancel_active
+from notebooks.fetch import FetchError, FetchPolicy, fetch, validate_url
+from notebooks.ingest.errors import IngestError
+from notebooks.models import Chunk, Notebook, Source
+
+if TYPE_CHECKING:
+    from django.core.files.uploadedfile import UploadedFile
+
+    from notebooks.ingest.embedding import Embedder
+    from notebooks.ingest.filetypes import Kind
+
+logger = logging.getLogger(__name__)
+
+EMBED_BATCH = 32
+TITLE_MAX = 300
+
+
+class SourceRejected(DomainError):
+    code = "SOURCE_REJECTED"
+
+
+# --- notebooks
+
+
+@transaction.atomic
+def notebook_create(*, owner: Any, title: str, description: str = "") -> Notebook:
+    return Notebook.objects.create(owner=owner, title=title, description=description)
+
+
+@transaction.atomic
+def notebook_update(*, notebook: Notebook, data: dict[str, Any]) -> Notebook:
+    fields = [f for f in ("title", "description") if f in data]
+    for name in fields:
+        setattr(notebook, name, data[name])
+    if fields:
+        notebook.save(update_fields=[*fields, "updated_at"])
+    return notebook
+
+
+def notebook_delete(*, notebook: Notebook) -> None:
+    """Stop the notebook's running work, then delete it with its sources, chunks and files."""
+    jobs_cancel_active(job_ids=Job.objects.filter(notebook_id=notebook.id).values_list("id", flat=True))
+    files = [s.file.name for s in notebook.sources.exclude(file="") if s.file.name]
+    with transaction.atomic():
+        notebook.delete()
+        transaction.on_commit(lambda: _delete_files(files))
+
+
+# --- adding sources
+
+
+def embedder() -> Embedder:
+    from notebooks.ingest.embedding import get_embedder
+
+    return get_embedder(settings.QUIRE_EMBEDDER)
+
+
+def embedder_preload() -> None:
+    """Called by the notebook_processing worker before it forks (settings.QUIRE_WORKER_PRELOAD)."""
+    from notebooks.ingest.embedding import preload_embedder
+
+    preload_embedder(settings.QUIRE_EMBEDDER)
+
+
+def fetch_policy() -> FetchPolicy:
+    return FetchPolicy(
+        allow_loopback=settings.QUIRE_FETCH_ALLOW_LOOPBACK,
+        allowed_ports=frozenset(settings.QUIRE_FETCH_ALLOWED_PORTS),
+        max_bytes=settings.QUIRE_FETCH_MAX_BYTES,
+        timeout_seconds=settings.QUIRE_FETCH_TIMEOUT_SECONDS,
+    )
+
+
+@dataclass
+class SourcesAdded:
+    batch: Batch
+    sources: list[Source]
+    jobs: dict[str, Job]
+    duplicates: list[dict[str, str]] = field(default_factory=list)
+    overview_job: Job | None = None
+
+
+@dataclass
+class _CheckedFile:
+    upload: UploadedFile[Any]
+    kind: Kind
+    digest: str
+
+
+def _check_files(files: Sequence[UploadedFile[Any]]) -> list[_CheckedFile]:
+    """Everything knowable before queueing: count, size, emptiness, real type. Any bad file
+    rejects the whole request, so nothing is half-added."""
+    from notebooks.ingest.filetypes import detect_type
+
+    if len(files) > settings.QUIRE_MAX_FILES_PER_REQUEST:
+        raise SourceRejected(
+            f"At most {settings.QUIRE_MAX_FILES_PER_REQUEST} files per request.", code="TOO_MANY_FILES"
+        )
+    checked, problems = [], []
+    for index, upload in enumerate(files):
+        name = upload.name or f"file {index + 1}"
+        if upload.size is not None and upload.size > settings.QUIRE_MAX_UPLOAD_BYTES:
+            raise SourceRejected(
+                f"{name} is larger than the limit of {settings.QUIRE_MAX_UPLOAD_BYTES // (1024 * 1024)} MB.",
+                code="TOO_LARGE",
+                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                details=[{"file": name, "code": "TOO_LARGE"}],
+            )
+        data = b"".join(upload.chunks())
+        try:
+            kind = detect_type(data, name)
+        except IngestError as exc:
+            problems.append({"file": name, "code": exc.code, "message": exc.message})
+            continue
+        checked.append(_CheckedFile(upload=upload, kind=kind, digest=hashlib.sha256(data).hexdigest()))
+    if problems:
+        unsupported = all(p["code"] in ("UNSUPPORTED_TYPE", "TYPE_MISMATCH") for p in problems)
+        raise SourceRejected(
+            problems[0]["message"] if len(problems) == 1 else f"{len(problems)} files were refused.",
+            code=problems[0]["code"] if len(problems) == 1 else "FILES_REFUSED",
+            details=problems,
+            status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE if unsupported else status.HTTP_400_BAD_REQUEST,
+        )
+    return checked
+
+
+def _check_urls(urls: Sequence[str]) -> None:
+    problems = []
+    for url in urls:
+        try:
+            validate_url(url, fetch_policy())
+        except FetchError as exc:
+            problems.append({"url": url, "code": exc.code, "message": exc.message})
+    if problems:
+        raise SourceRejected(
+            problems[0]["message"] if len(problems) == 1 else f"{len(problems)} URLs were refused.",
+            code=problems[0]["code"] if len(problems) == 1 else "URLS_REFUSED",
+            details=problems,
+        )
+
+
+def sources_add(
+    *,
+    notebook: Notebook,
+    owner: Any,
+    files: Sequence[UploadedFile[Any]] = (),
+    urls: Sequence[str] = (),
+    text: str | None = None,
+    title: str = "",
+) -> SourcesAdded:
+    """Check, store and enqueue new sources as one batch; an overview job follows the batch."""
+    checked = _check_files(files)
+    _check_urls(urls)
+    if text is not None and not text.strip():
+        raise SourceRejected("The text is empty.", code="EMPTY_TEXT")
+
+    saved: list[str] = []
+    try:
+        with transaction.atomic():
+            result = _create_sources(notebook, owner, checked, urls, text, title, saved)
+    except BaseException:
+        _delete_files(saved)
+        raise
+    return result
+
+
+def _create_sources(
+    notebook: Notebook,
+    owner: Any,
+    checked: list[_CheckedFile],
+    urls: Sequence[str],
+    text: str | None,
+    title: str,
+    saved: list[str],
+) -> SourcesAdded:
+    from notebooks.jobs import build_overview, process_source
+
+    existing = dict(
+        Source.objects.filter(notebook=notebook)
+        .exclude(content_hash="")
+        .exclude(status__in=(Source.Status.FAILED, Source.Status.CANCELLED))
+        .values_list("content_hash", "id")
+    )
+    batch = batch_create(owner=owner, notebook_id=notebook.id, label="sources")
+    sources: list[Source] = []
+    duplicates: list[dict[str, str]] = []
+
+    def duplicate(digest: str, label: str) -> bool:
+        if digest in existing:
+            duplicates.append({"name": label, "existing_source": str(existing[digest])})
+            return True
+        return False
+
+    for item in checked:
+        name = _clean_filename(item.upload.name or "upload")
+        if duplicate(item.digest, name):
+            continue
+        source = Source(
+            notebook=notebook,
+            kind=Source.Kind.FILE,
+            title=_title_from_filename(name),
+            original_filename=name[:TITLE_MAX],
+            content_type=item.kind,
+            size=item.upload.size or 0,
+            content_hash=item.digest,
+        )
+        item.upload.seek(0)
+        stored = default_storage.save(f"sources/{notebook.id}/{uuid.uuid4().hex}.{item.kind}", item.upload)
+        saved.append(stored)
+        source.file.name = stored
+        sources.append(source)
+        existing[item.digest] = source.id
+    for url in urls:
+        sources.append(Source(notebook=notebook, kind=Source.Kind.URL, title=url[:TITLE_MAX], url=url))
+    if text is not None:
+        data = text.encode()
+        digest = hashlib.sha256(data).hexdigest()
+        if not duplicate(digest, title or "pasted text"):
+            sources.append(
+                Source(
+                    notebook=notebook,
+                    kind=Source.Kind.TEXT,
+                    title=(title or _title_from_text(text))[:TITLE_MAX],
+                    content_type="txt",
+                    size=len(data),
+                    content_hash=digest,
+                    text=text,
+                )
+            )
+    Source.objects.bulk_create(sources)
+
+    jobs: dict[str, Job] = {}
+    for source in sources:
+        job = process_source.enqueue(
+            {"source_id": str(source.id)}, owner=owner, subject=source, notebook_id=notebook.id, batch=batch
+        )
+        jobs[str(source.id)] = job
+        Source.objects.filter(id=source.id).update(job_id=job.id)
+        source.job_id = job.id
+    overview_job = None
+    if jobs:
+        overview_job = build_overview.enqueue(
+            {"notebook_id": str(notebook.id)},
+            owner=owner,
+            subject=notebook,
+            notebook_id=notebook.id,
+            depends_on=[job.id for job in jobs.values()],
+        )
+    return SourcesAdded(batch=batch, sources=sources, jobs=jobs, duplicates=duplicates, overview_job=overview_job)
+
+
+def _clean_filename(name: str) -> str:
+    """The client's filename as metadata: no control or format characters (NUL cannot even be
+    stored in PostgreSQL), at most TITLE_MAX characters. It is never used as a path."""
+    cleaned = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf"))
+    return cleaned[:TITLE_MAX] or "upload"
+
+
+def _title_from_filename(name: str) -> str:
+    stem = name.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    return "".join(ch for ch in stem if ch.isprintable())[:TITLE_MAX] or "Untitled"
+
+
+def _title_from_text(text: str) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else "Pasted text"
+    return first[:80]
+
+
+# --- the ingestion job's work
+
+
+def source_process(*, source_id: str) -> None:
+    """Read or fetch, extract, chunk, embed, then replace the source's chunks in one transaction."""
+    from notebooks.ingest.chunking import chunk_text
+    from notebooks.ingest.extract import extract, extracted_from_text
+
+    source = Source.objects.filter(id=source_id).first()
+    if source is None:
+        logger.info("Source %s is gone; nothing to process", source_id)
+        return
+    try:
+        if source.kind == Source.Kind.TEXT:
+            progress(5, "Reading text")
+            extracted = extracted_from_text(source.text, title=source.title)
+        else:
+            data, kind = _read_source(source)
+            progress(15, "Extracting text")
+            extracted = extract(data, kind, max_pages=settings.QUIRE_MAX_PDF_PAGES)
+        progress(25, "Chunking")
+        chunks = chunk_text(extracted.text, extracted.pages)
+    except IngestError as exc:
+        raise JobError(exc.code, exc.message) from exc
+
+    vectors = []
+    model = embedder()
+    for start in range(0, len(chunks), EMBED_BATCH):
+        batch = chunks[start : start + EMBED_BATCH]
+        vectors.append(model.embed([c.text for c in batch]))
+        done = start + len(batch)
+        progress(25 + int(70 * done / len(chunks)), f"Embedding chunk {done}/{len(chunks)}")
+    matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, model.dim), np.float32)
+
+    progress(97, "Indexing")
+    title = source.title
+    if source.kind != Source.Kind.TEXT and extracted.title:
+        title = extracted.title[:TITLE_MAX]
+    with transaction.atomic():
+        # Claim the source for the result; a source deleted or cancelled meanwhile keeps nothing.
+        updated = (
+            Source.objects.filter(id=source.id)
+            .exclude(status=Source.Status.CANCELLED)
+            .update(
+                status=Source.Status.READY,
+                title=title,
+                text=extracted.text,
+                page_count=extracted.page_count,
+                word_count=extracted.word_count,
+                chunk_count=len(chunks),
+                error="",
+                error_code="",
+                updated_at=timezone.now(),
+            )
+        )
+        if not updated:
+            logger.info("Source %s was deleted or cancelled while processing; dropping its chunks", source.id)
+            return
+        # Replace, never append: running the job twice leaves the same chunks.
+        Chunk.objects.filter(source_id=source.id).delete()
+        Chunk.objects.bulk_create(
+            Chunk(
+                source_id=source.id,
+                notebook_id=source.notebook_id,
+                position=c.position,
+                text=c.text,
+                token_count=c.token_count,
+                char_start=c.char_start,
+                char_end=c.char_end,
+                page=c.page,
+                embedding=matrix[i].tobytes(),
+            )
+            for i, c in enumerate(chunks)
+        )
+        Notebook.objects.filter(id=source.notebook_id).update(chunks_version=F("chunks_version") + 1)
+
+
+def _read_source(source: Source) -> tuple[bytes, Kind]:
+    from notebooks.ingest.filetypes import detect_type
+
+    if source.kind == Source.Kind.FILE:
+        progress(5, "Reading file")
+        with source.file.open("rb") as handle:
+            return handle.read(), source.content_type  # type: ignore[return-value]
+
+    progress(5, "Fetching URL")
+    try:
+        fetched = fetch(source.url, fetch_policy())
+    except FetchError as exc:
+        raise JobError(exc.code, exc.message, retryable=exc.code in ("FETCH_FAILED", "TIMEOUT")) from exc
+    digest = hashlib.sha256(fetched.data).hexdigest()
+    twin = (
+        Source.objects.filter(notebook_id=source.notebook_id, content_hash=digest)
+        .exclude(id=source.id)
+        .exclude(status__in=(Source.Status.FAILED, Source.Status.CANCELLED))
+        .first()
+    )
+    if twin is not None:
+        raise JobError("DUPLICATE", f"This page has the same content as the source “{twin.title}”.")
+    kind = detect_type(fetched.data, _url_filename(fetched.url, fetched.content_type))
+    Source.objects.filter(id=source.id).update(content_hash=digest, content_type=kind, size=len(fetched.data))
+    return fetched.data, kind
+
+
+def _url_filename(url: str, content_type: str) -> str:
+    """A name whose extension agrees with what the server said it sent, for type detection."""
+    mime = content_type.split(";")[0].strip().lower()
+    by_mime = {
+        "application/pdf": "page.pdf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "page.docx",
+        "text/plain": "page.txt",
+        "text/markdown": "page.md",
+    }
+    return by_mime.get(mime, "page.html")
+
+
+def source_follow_job(job: Job) -> None:
+    """Status hook of notebooks.process_source: the source's status follows its job's."""
+    sources = Source.objects.filter(id=job.subject_id, job_id=job.id)
+    now = timezone.now()
+    if job.status in (Job.Status.RUNNING, Job.Status.RETRYING):
+        sources.filter(status=Source.Status.PENDING).update(status=Source.Status.PROCESSING, updated_at=now)
+    elif job.status == Job.Status.QUEUED:
+        sources.exclude(status=Source.Status.READY).update(status=Source.Status.PENDING, updated_at=now)
+    elif job.status in (Job.Status.FAILED, Job.Status.CANCELLED):
+        # A source that reached ready keeps its chunks: a late failure does not unmake them.
+        sources.exclude(status=Source.Status.READY).update(
+            status=Source.Status.FAILED if job.status == Job.Status.FAILED else Source.Status.CANCELLED,
+            error=job.error if job.status == Job.Status.FAILED else "Processing was cancelled.",
+            error_code=job.error_code if job.status == Job.Status.FAILED else "CANCELLED",
+            updated_at=now,
+        )
+
+
+def source_delete(*, source: Source) -> None:
+    """Cancel the source's processing if it runs, then delete it with its chunks and file."""
+    jobs_cancel_active(job_ids=[source.job_id])
+    name = source.file.name if source.file else ""
+    with transaction.atomic():
+        had_chunks = source.chunks.exists()
+        source.delete()
+        if had_chunks:
+            Notebook.objects.filter(id=source.notebook_id).update(chunks_version=F("chunks_version") + 1)
+        transaction.on_commit(lambda: _delete_files([name] if name else []))
+
+
+def _delete_files(names: Sequence[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            logger.warning("Could not delete stored file %s", name, exc_info=True)
+
+
+# --- overview
+
+
+def overview_build(*, notebook_id: str) -> dict[str, Any] | None:
+    from backend.runtime import events
+    from notebooks.overview import compute_overview
+
+    notebook = Notebook.objects.filter(id=notebook_id).first()
+    if notebook is None:
+        return None
+    progress(10, "Reading the notebook")
+    chunks = list(
+        Chunk.objects.filter(notebook_id=notebook.id, source__status=Source.Status.READY)
+        .select_related("source")
+        .order_by("source__created_at", "position")[:5000]
+    )
+    progress(40, "Summarising")
+    overview = compute_overview(
+        [(c.text, np.frombuffer(c.embedding, dtype=np.float32), c.source.title) for c in chunks]
+    )
+    Notebook.objects.filter(id=notebook.id).update(overview=overview, overview_updated_at=timezone.now())
+    events.publish(notebook.id, "overview", overview)
+    return {"sources": len({c.source_id for c in chunks}), "chunks": len(chunks)}

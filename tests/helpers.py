@@ -1,0 +1,35 @@
+import time
+from typing import Any
+
+import httpx
+
+from notebooks.models import Source
+
+
+def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.1, message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def new_notebook(http: httpx.Client, title: str = "Research") -> str:
+    response = http.post("/api/v1/notebooks/", json={"title": title})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def all_done(source_ids: list[str], timeout: float = 90) -> list[Source]:
+    def done() -> list[Source] | None:
+        sources = list(Source.objects.filter(id__in=source_ids))
+        terminal = {Source.Status.READY, Source.Status.FAILED, Source.Status.CANCELLED}
+        return sources if len(sources) == len(source_ids) and all(s.status in terminal for s in sources) else None
+
+    return wait_for(done, timeout=timeout, interval=0.2, message="sources to finish")
+
+
+def upload(http: httpx.Client, nb: str, files: list[tuple[str, bytes]]) -> httpx.Response:
+    return http.post(f"/api/v1/notebooks/{nb}/sources/", files=[("files", (name, data)) for name, data in files])

@@ -1,0 +1,251 @@
+"""Crashes: a worker dying at every step boundary, and workers killed during a batch.
+
+Each test prints its figures (jobs, kills, recovered, lost, duplicated, seconds). The default
+suite runs a small variant of each; the full ones carry the `slow` marker and run in CI too.
+"""
+
+import os
+import random
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psutil
+import pytest
+from rest_framework.test import APIClient
+
+from backend.models import Job
+from backend.runtime.reconcile import reconcile
+from notebooks.ingest.chunking import chunk_text
+from notebooks.ingest.extract import extract
+from notebooks.ingest.samples import prose
+from notebooks.models import Chunk, Notebook, Source
+from podcast.models import Podcast
+from reports.models import Report
+from tests import documents as docs
+from tests.helpers import wait_for
+
+
+@contextmanager
+def crashing(workers: Any, queue: str, kind: str, step: str) -> Iterator[None]:
+    """The queue's worker restarted so that it dies at `step` of the first job of `kind`."""
+    workers.stop(queue)
+    workers.start(queue, extra_env={"QUIRE_CRASH_AT": f"{kind}|{step}"})
+    try:
+        yield
+    finally:
+        workers.stop(queue)  # the next test gets a well-behaved worker
+
+
+def expected_chunks(data: bytes, kind: str) -> list[tuple[int, str, int | None]]:
+    extracted = extract(data, kind)  # type: ignore[arg-type]
+    return [(c.position, c.text, c.page) for c in chunk_text(extracted.text, extracted.pages)]
+
+
+def add_file(client: APIClient, notebook: Notebook, name: str, data: bytes) -> Source:
+    response = client.post(f"/api/v1/notebooks/{notebook.id}/sources/", {"files": [_upload(name, data)]})
+    assert response.status_code == 202, response.content
+    return Source.objects.get(id=response.json()["sources"][0]["id"])
+
+
+def _upload(name: str, data: bytes) -> Any:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, data)
+
+
+def finished_source(source_id: Any, timeout: float = 90) -> Source:
+    return wait_for(
+        lambda: Source.objects.filter(id=source_id, status__in=["ready", "failed", "cancelled"]).first(),
+        timeout=timeout,
+        interval=0.2,
+        message="source",
+    )
+
+
+INGESTION_STEPS = [
+    "Reading file",
+    pytest.param("Extracting text", marks=pytest.mark.slow),
+    pytest.param("Chunking", marks=pytest.mark.slow),
+    "Embedding chunk",
+    "Indexing",
+]
+
+
+@pytest.mark.parametrize("step", INGESTION_STEPS)
+def test_a_crash_at_an_ingestion_step_is_rerun_to_the_same_chunks(
+    workers: Any, make_user: Any, api_client_for: Any, step: str
+) -> None:
+    user = make_user()
+    client = api_client_for(user)
+    notebook = Notebook.objects.create(owner=user, title="crash")
+    data = docs.volcano_pdf()
+    with crashing(workers, "notebook_processing", "notebooks.process_source", step):
+        started = time.monotonic()
+        source = finished_source(add_file(client, notebook, "v.pdf", data).id)
+    job = Job.objects.get(id=source.job_id)
+    print(f"\n[figures] crash at '{step}': {job.attempts} attempts, ready after {time.monotonic() - started:.1f}s")
+    assert source.status == "ready", source.error
+    assert job.attempts == 2  # the crashed attempt, then the re-run
+    got = list(Chunk.objects.filter(source=source).order_by("position").values_list("position", "text", "page"))
+    assert got == expected_chunks(data, "pdf")
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        pytest.param("Retrieving", marks=pytest.mark.slow),
+        "Writing section",
+        pytest.param("Saving", marks=pytest.mark.slow),
+    ],
+)
+def test_a_crash_while_writing_a_report_gives_the_same_report(
+    workers: Any, make_user: Any, api_client_for: Any, step: str
+) -> None:
+    user = make_user()
+    client = api_client_for(user)
+    notebook = Notebook.objects.create(owner=user, title="crash report")
+    for name, data in [("v.pdf", docs.volcano_pdf()), ("r.md", docs.roman_roads_markdown())]:
+        assert finished_source(add_file(client, notebook, name, data).id).status == "ready"
+
+    def report() -> Report:
+        response = client.post(f"/api/v1/notebooks/{notebook.id}/reports/", {"length": "short"}, format="json")
+        assert response.status_code == 202, response.content
+        rid = response.json()["id"]
+        return wait_for(lambda: Report.objects.filter(id=rid, status__in=["completed", "failed"]).first(), timeout=90)
+
+    reference = report()
+    with crashing(workers, "reports", "reports.generate_report", step):
+        crashed = report()
+    assert crashed.status == "completed", crashed.error
+    assert Job.objects.get(id=crashed.job_id).attempts == 2
+    assert (crashed.markdown, crashed.citations) == (reference.markdown, reference.citations)
+
+
+def test_a_crash_while_voicing_a_podcast_only_redoes_what_is_missing(
+    workers: Any, make_user: Any, api_client_for: Any
+) -> None:
+    user = make_user()
+    client = api_client_for(user)
+    notebook = Notebook.objects.create(owner=user, title="crash podcast")
+    assert finished_source(add_file(client, notebook, "v.pdf", docs.volcano_pdf()).id).status == "ready"
+    with crashing(workers, "podcast", "podcast.generate_podcast", "Voicing turn 3/"):
+        response = client.post(f"/api/v1/notebooks/{notebook.id}/podcasts/", {"minutes": 0.75}, format="json")
+        pid = response.json()["id"]
+        podcast = wait_for(
+            lambda: Podcast.objects.filter(id=pid, status__in=["completed", "failed"]).first(), timeout=180
+        )
+    assert podcast.status == "completed", podcast.error
+    assert Job.objects.get(id=podcast.job_id).attempts == 2
+    assert podcast.duration_seconds == pytest.approx(podcast.expected_seconds, rel=0.3)
+
+
+def horse_of(worker: psutil.Process) -> psutil.Process | None:
+    """The work-horse is the worker's newest child (the scheduler child starts with the worker)."""
+    children = [c for c in worker.children() if c.create_time() > worker.create_time() + 3]
+    return max(children, key=lambda c: c.create_time()) if children else None
+
+
+def run_kill_chaos(workers: Any, user: Any, documents: int, worker_count: int, kills: int) -> None:
+    client = APIClient()
+    client.force_authenticate(user)
+    notebook = Notebook.objects.create(owner=user, title="chaos")
+    corpus = {f"doc-{i:03d}.md": f"# Document {i}\n\n{prose(320, seed=i)}\n".encode() for i in range(documents)}
+    expected = {name: len(expected_chunks(data, "md")) for name, data in corpus.items()}
+
+    workers.stop("notebook_processing")
+    keys = [f"notebook_processing#{i}" for i in range(worker_count)]
+    for key in keys:
+        workers.start(key)
+    names = sorted(corpus)
+    for start in range(0, len(names), 20):
+        files = [_upload(n, corpus[n]) for n in names[start : start + 20]]
+        assert client.post(f"/api/v1/notebooks/{notebook.id}/sources/", {"files": files}).status_code == 202
+
+    rng = random.Random(7)
+    whole, horses, started = 0, 0, time.monotonic()
+    while whole < kills or horses < kills:
+        time.sleep(rng.uniform(0.5, 2.0))
+        key = rng.choice(keys)
+        worker = psutil.Process(workers.procs[key].pid)
+        horse = horse_of(worker)
+        if horses < kills and horse is not None and (whole >= kills or rng.random() < 0.5):
+            horse.send_signal(signal.SIGKILL)
+            horses += 1
+        elif whole < kills:
+            workers.kill(key, horse_pid=horse.pid if horse else None)
+            workers.start(key, wait=False)  # restarted, as a process manager would
+            whole += 1
+        if not Source.objects.filter(notebook=notebook, status__in=["pending", "processing"]).exists():
+            break  # everything finished before all kills were spent
+    last_kill = time.monotonic()
+
+    def settled() -> bool:
+        reconcile()  # the every-minute maintenance job, run more often here
+        return not Source.objects.filter(notebook=notebook, status__in=["pending", "processing"]).exists()
+
+    wait_for(settled, timeout=300, interval=2, message="every source to end")
+    settle = time.monotonic() - last_kill
+    sources = list(Source.objects.filter(notebook=notebook))
+    ready = [s for s in sources if s.status == "ready"]
+    failed = [s for s in sources if s.status == "failed"]
+    jobs = Job.objects.filter(id__in=[s.job_id for s in sources])
+    recovered = jobs.filter(status="succeeded", attempts__gt=1).count()
+    duplicated = sum(
+        Chunk.objects.filter(source=s).count() != expected[s.original_filename]
+        or s.chunk_count != expected[s.original_filename]
+        for s in ready
+    )
+    print(
+        f"\n[figures] kill chaos: jobs={len(sources)} workers={worker_count} whole-worker kills={whole} "
+        f"horse kills={horses} recovered={recovered} ready={len(ready)} failed={len(failed)} lost=0 "
+        f"duplicated={duplicated} settled {settle:.0f}s after the last kill, total {time.monotonic() - started:.0f}s"
+    )
+    assert len(sources) == documents
+    assert all(s.error and s.error_code for s in failed)  # a failure always says why
+    assert duplicated == 0
+    assert settle < 300
+    assert len(ready) >= documents - 2 * kills  # only a job killed on every attempt may fail
+    for key in keys:
+        workers.stop(key)
+
+
+def test_killing_workers_and_horses_during_a_batch_loses_nothing(workers: Any, make_user: Any) -> None:
+    run_kill_chaos(workers, make_user(), documents=16, worker_count=2, kills=2)
+
+
+@pytest.mark.slow
+def test_two_hundred_documents_survive_ten_worker_and_ten_horse_kills(workers: Any, make_user: Any) -> None:
+    run_kill_chaos(workers, make_user(), documents=200, worker_count=3, kills=10)
+
+
+@pytest.mark.slow
+def test_a_killed_workers_job_runs_again_within_the_recovery_window_five_times_of_five(
+    workers: Any, redis_clean: Any
+) -> None:
+    from backend.runtime import get_kind
+
+    kind = get_kind("tests.sleeper_reports")
+    assert kind is not None
+    times = []
+    for _ in range(5):
+        key = uuid.uuid4().hex
+        job = kind.enqueue({"key": key, "seconds": 4, "steps": 8})
+        wait_for(lambda key=key: redis_clean.get(f"{key}:pid"), message="job started")
+        killed = time.monotonic()
+        workers.kill("reports", horse_pid=int(redis_clean.get(f"{key}:pid")))
+        workers.start("reports")
+
+        def rerun(job_id: str = job.id) -> bool:
+            reconcile()
+            return Job.objects.filter(id=job_id, attempts=2).exists()
+
+        wait_for(rerun, timeout=120, interval=1, message="re-run")
+        times.append(time.monotonic() - killed)
+        wait_for(lambda job_id=job.id: Job.objects.filter(id=job_id, status="succeeded").exists(), timeout=60)
+    print(f"\n[figures] recovery after a whole-worker kill: {', '.join(f'{t:.0f}s' for t in times)} (5/5)")
+    assert max(times) < 120
+    assert os.environ.get("QUIRE_WORKER_TTL") is None  # measured with the test settings' 15 s TTL

@@ -1,0 +1,179 @@
+"""The platform: queues and their workers, JSON payloads, schedules, health, dashboard access."""
+
+import json
+import pickle
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.checks import run_checks
+from django.test import Client, override_settings
+
+from backend import schedules
+from backend.models import Job
+from backend.runtime import get_kind
+from backend.runtime import rq as rq_adapter
+from tests.helpers import wait_for
+
+QUEUES = ["default", "notebook_processing", "podcast", "reports", "maintenance"]
+
+
+def test_it_runs_a_job_on_each_queue_by_that_queues_worker_as_json(workers: Any, redis_clean: Any) -> None:
+    jobs = {}
+    for queue in QUEUES:
+        jobs[queue] = get_kind(f"tests.echo_{queue}").enqueue({"value": f"hello {queue}"})  # type: ignore[union-attr]
+
+    for queue, job in jobs.items():
+        # The payload in Redis is JSON, readable without unpickling anything.
+        raw = redis_clean.hget(f"rq:job:{job.id}", "data")
+        assert json.loads(zlib.decompress(raw))[3] == {"value": f"hello {queue}"}
+
+    for queue, job in jobs.items():
+        done = wait_for(
+            lambda job=job: Job.objects.filter(id=job.id, status=Job.Status.SUCCEEDED).first(),
+            message=f"job on {queue}",
+        )
+        assert done.result["value"] == f"hello {queue}"
+        assert done.result["queue"] == queue
+        assert done.worker_name == workers.procs[queue].args[-1]  # the --name given to that queue's worker
+        assert done.attempts == 1
+
+
+class Planted:
+    """Unpickling this creates a file: proof that a pickle payload was executed."""
+
+    marker = Path("var/test-logs/pickle-executed")
+
+    def __reduce__(self) -> Any:
+        return (Path.touch, (self.marker,))
+
+
+def test_it_never_executes_a_pickle_payload_planted_in_redis(workers: Any, redis_clean: Any) -> None:
+    Planted.marker.unlink(missing_ok=True)
+    job_id = "planted-pickle-job"
+    payload = zlib.compress(pickle.dumps(("tests.jobs.record", None, [], {"x": Planted()})))
+    redis_clean.hset(
+        f"rq:job:{job_id}",
+        mapping={"data": payload, "origin": "default", "status": "queued", "created_at": "2026-01-01T00:00:00.000000Z"},
+    )
+    redis_clean.rpush("rq:queue:default", job_id)
+    redis_clean.sadd("rq:queues", "rq:queue:default")
+
+    wait_for(lambda: redis_clean.llen("rq:queue:default") == 0, message="the worker to take the planted job")
+    follow_up = get_kind("tests.echo_default").enqueue({"value": "still alive"})  # type: ignore[union-attr]
+    wait_for(lambda: Job.objects.filter(id=follow_up.id, status=Job.Status.SUCCEEDED).exists(), message="follow-up")
+
+    assert not Planted.marker.exists()
+    assert redis_clean.hget(f"rq:job:{job_id}", "status") == b"failed"
+    assert "DeserializationError" in workers.log_path("default").read_text()
+
+
+@pytest.mark.django_db
+def test_dashboard_is_for_superusers_only(make_user: Any) -> None:
+    client = Client()
+    response = client.get("/django-rq/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+    for user in (make_user(), make_user(is_staff=True)):
+        client.force_login(user)
+        assert client.get("/django-rq/").status_code == 403
+
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    response = client.get("/django-rq/")
+    assert response.status_code == 200
+    assert b"notebook_processing" in response.content
+
+
+def test_schedule_sync_is_idempotent_and_stores_json(redis_clean: Any) -> None:
+    from django.conf import settings
+
+    first = schedules.sync()
+    second = schedules.sync()
+    assert sorted(first["added"]) == sorted(settings.QUIRE_SCHEDULES)
+    assert second == {
+        "added": [],
+        "kept": sorted(settings.QUIRE_SCHEDULES, key=list(settings.QUIRE_SCHEDULES).index),
+        "removed": [],
+    }
+
+    ids = [job.id for job in rq_adapter.scheduler().get_jobs()]
+    assert sorted(ids) == sorted(schedules.schedule_id(name) for name in settings.QUIRE_SCHEDULES)
+    for job_id in ids:
+        raw = redis_clean.hget(f"rq:job:{job_id}", "data")
+        func, _instance, _args, kwargs = json.loads(zlib.decompress(raw))
+        assert func == "backend.schedules.fire"
+        assert kwargs["name"] in settings.QUIRE_SCHEDULES
+
+
+def test_schedule_sync_removes_entries_no_longer_in_the_table(redis_clean: Any) -> None:
+    from django.conf import settings
+
+    table = {**settings.QUIRE_SCHEDULES, "old": {"cron": "*/5 * * * *", "kind": "maintenance.purge_jobs"}}
+    with override_settings(QUIRE_SCHEDULES=table):
+        schedules.sync()
+    result = schedules.sync()
+    assert result["removed"] == ["old"]
+    assert schedules.schedule_id("old") not in [job.id for job in rq_adapter.scheduler().get_jobs()]
+
+
+def test_a_schedule_fired_many_times_for_one_minute_runs_once(workers: Any, redis_clean: Any) -> None:
+    ids = {schedules.fire("purge-jobs") for _ in range(10)}
+    assert len(ids) == 1
+    (job_id,) = ids
+    job = wait_for(lambda: Job.objects.filter(id=job_id, status=Job.Status.SUCCEEDED).first(), message="purge")
+    assert job.kind == "maintenance.purge_jobs"
+    assert Job.objects.filter(kind="maintenance.purge_jobs").count() == 1
+
+
+def test_healthz_is_200_with_every_queue_served(scheduler: Any, live_server_url: str) -> None:
+    import httpx
+
+    response = httpx.get(f"{live_server_url}/healthz")
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["ok"] is True
+    assert sorted(body["queues"]) == sorted(QUEUES)
+    assert all(q["workers"] >= 1 for q in body["queues"].values())
+    assert body["scheduler"]["ok"] is True
+    assert body["database"]["ok"] is True
+
+
+def test_healthz_is_503_when_a_queue_has_no_worker(scheduler: Any, workers: Any) -> None:
+    workers.stop("podcast")
+    response = Client().get("/healthz")
+    body = response.json()
+    assert response.status_code == 503
+    assert body["queues"]["podcast"]["workers"] == 0
+    assert "no worker on queue podcast" in body["problems"]
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_when_redis_is_down() -> None:
+    from django.conf import settings
+
+    dead = {name: {**cfg, "URL": "redis://127.0.0.1:1/0"} for name, cfg in settings.RQ_QUEUES.items()}
+    with override_settings(RQ_QUEUES=dead):
+        response = Client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["redis"]["ok"] is False
+    assert "redis unreachable" in response.json()["problems"]
+
+
+def test_check_refuses_a_pickle_queue() -> None:
+    from django.conf import settings
+
+    queues = {**settings.RQ_QUEUES, "default": {**settings.RQ_QUEUES["default"], "SERIALIZER": None}}
+    with override_settings(RQ_QUEUES=queues):
+        errors = [e for e in run_checks(tags=["quire"]) if e.id == "quire.E001"]
+    assert len(errors) == 1
+    assert "'default'" in errors[0].msg
+
+
+def test_check_warns_about_a_redis_that_can_lose_jobs(redis_clean: Any) -> None:
+    # The suite's Redis keeps nothing on disk, as a default Redis install does.
+    redis_clean.config_set("appendonly", "no")
+    with override_settings(QUIRE_CHECK_REDIS_DURABILITY=True):
+        ids = {e.id for e in run_checks(tags=["quire"])}
+    assert "quire.W002" in ids
