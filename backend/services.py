@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from backend.errors import DomainError
 from backend.models import Batch, Job
-from backend.runtime import events, get_kind
+from backend.runtime import events, get_kind, progress
 from backend.runtime import rq as rq_adapter
 
 if TYPE_CHECKING:
@@ -153,11 +153,28 @@ def _after_change(job: Job) -> None:
     events.publish_job(job)
 
 
-def _transition(job_id: str, sources: Iterable[str], target: str, **fields: Any) -> Job | None:
+def _fence(attempt: int | None = None, worker_name: str | None = None) -> dict[str, Any]:
+    """Filters that keep a stale run from changing a newer one: a worker cut off from the
+    network may wake up after the reconciler gave its job to another worker. The wrapper
+    speaks for its attempt, a worker for the jobs it started."""
+    fence: dict[str, Any] = {}
+    if attempt is not None:
+        fence["attempts"] = attempt
+    if worker_name is not None:
+        fence["worker_name"] = worker_name
+    return fence
+
+
+def _transition(
+    job_id: str, sources: Iterable[str], target: str, fence: dict[str, Any] | None = None, **fields: Any
+) -> Job | None:
     now = timezone.now()
     if target in Job.TERMINAL:
         fields.setdefault("finished_at", now)
-    updated = Job.objects.filter(id=job_id, status__in=list(sources)).update(status=target, updated_at=now, **fields)
+    updated = (
+        Job.objects.filter(id=job_id, status__in=list(sources), **(fence or {}))
+        .update(status=target, updated_at=now, **fields)
+    )  # fmt: skip
     if not updated:
         return None
     job = Job.objects.get(id=job_id)
@@ -179,14 +196,19 @@ def job_start(*, job_id: str, worker_name: str) -> Job | None:
     )
 
 
-def job_progress(*, job_id: str, percent: int | None = None, message: str | None = None) -> bool:
-    """Record progress; False when the job is no longer running (cancelled), so the caller stops."""
+def job_progress(
+    *, job_id: str, percent: int | None = None, message: str | None = None, attempt: int | None = None
+) -> bool:
+    """Record progress; False when the job is no longer running (cancelled), or no longer
+    running this attempt (superseded after its worker was lost), so the caller stops."""
     fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
     if percent is not None:
         fields["progress"] = max(0, min(100, int(percent)))
     if message is not None:
         fields["message"] = message[:255]
-    updated = Job.objects.filter(id=job_id, status=S.RUNNING).update(updated_at=timezone.now(), **fields)
+    updated = Job.objects.filter(id=job_id, status=S.RUNNING, **_fence(attempt)).update(
+        updated_at=timezone.now(), **fields
+    )
     if not updated:
         return False
     if percent is not None or message is not None:
@@ -194,31 +216,48 @@ def job_progress(*, job_id: str, percent: int | None = None, message: str | None
     return True
 
 
-def job_succeed(*, job_id: str, result: Any = None) -> Job | None:
+def job_succeed(*, job_id: str, result: Any = None, attempt: int | None = None) -> Job | None:
     return _transition(
-        job_id, (S.RUNNING,), S.SUCCEEDED, progress=100, message="Done", result=result, error="", error_code=""
-    )
+        job_id, (S.RUNNING,), S.SUCCEEDED, _fence(attempt),
+        progress=100, message="Done", result=result, error="", error_code="",
+    )  # fmt: skip
 
 
-def job_retry(*, job_id: str, error_code: str, error: str) -> Job | None:
+def job_retry(
+    *, job_id: str, error_code: str, error: str, attempt: int | None = None, worker_name: str | None = None
+) -> Job | None:
     return _transition(
         job_id,
         (S.RUNNING,),
         S.RETRYING,
+        _fence(attempt, worker_name),
         error_code=error_code,
         error=error,
         message="Attempt failed; retrying",
     )
 
 
-def job_fail(*, job_id: str, error_code: str, error: str, sources: Iterable[str] = (S.RUNNING,)) -> Job | None:
-    return _transition(job_id, sources, S.FAILED, error_code=error_code, error=error, message="Failed")
+def job_fail(
+    *,
+    job_id: str,
+    error_code: str,
+    error: str,
+    sources: Iterable[str] = (S.RUNNING,),
+    attempt: int | None = None,
+    worker_name: str | None = None,
+) -> Job | None:
+    return _transition(
+        job_id, sources, S.FAILED, _fence(attempt, worker_name), error_code=error_code, error=error, message="Failed"
+    )
 
 
-def job_lost(*, job_id: str, stopped: bool, will_retry: bool, timed_out: bool) -> Job | None:
-    """RQ ended a job behind the wrapper's back (horse killed, stopped, or hard time-out)."""
+def job_lost(
+    *, job_id: str, stopped: bool, will_retry: bool, timed_out: bool, worker_name: str | None = None
+) -> Job | None:
+    """RQ ended a job behind the wrapper's back (horse killed, stopped, or hard time-out).
+    ``worker_name``: only if that worker still runs it (not a newer attempt elsewhere)."""
     if stopped:
-        cancelled = _transition(job_id, (S.RUNNING,), S.CANCELLED, message="Cancelled")
+        cancelled = _transition(job_id, (S.RUNNING,), S.CANCELLED, _fence(worker_name=worker_name), message="Cancelled")
         if cancelled is None:  # cancelled through the API before the horse was killed
             job_settled(job_id=job_id)
         return cancelled
@@ -228,8 +267,8 @@ def job_lost(*, job_id: str, stopped: bool, will_retry: bool, timed_out: bool) -
         else ("WORKER_LOST", "The worker running this job stopped unexpectedly.")
     )
     if will_retry:
-        return job_retry(job_id=job_id, error_code=code, error=error)
-    return job_fail(job_id=job_id, error_code=code, error=error)
+        return job_retry(job_id=job_id, error_code=code, error=error, worker_name=worker_name)
+    return job_fail(job_id=job_id, error_code=code, error=error, worker_name=worker_name)
 
 
 def job_settled(*, job_id: str) -> None:
@@ -314,6 +353,8 @@ def job_retry_now(*, job: Job) -> Job:
 
 def jobs_purge(*, older_than_days: int) -> int:
     cutoff = timezone.now() - timedelta(days=older_than_days)
+    progress(message="Deleting finished jobs")  # step boundaries: where crash tests strike
     deleted, _ = Job.objects.filter(status__in=Job.TERMINAL, finished_at__lt=cutoff).delete()
+    progress(message="Deleting empty batches")
     Batch.objects.filter(created_at__lt=cutoff, jobs__isnull=True).delete()
     return deleted

@@ -245,12 +245,14 @@ def podcasts_cleanup(*, now: Any = None) -> dict[str, int]:
             status=Podcast.Status.COMPLETED,
             completed_at__lt=now - timedelta(days=settings.QUIRE_PODCAST_COMPLETED_RETENTION_DAYS),
         )
+    progress(message="Removing old podcasts")  # step boundaries: where crash tests strike
     for podcast in doomed:
         _delete_audio([podcast.audio_wav.name, podcast.audio_mp3.name])
         shutil.rmtree(segment_dir(podcast.id), ignore_errors=True)
         podcast.delete()
         removed["podcasts"] += 1
 
+    progress(message="Removing orphaned audio")
     owned = set()
     for wav, mp3 in Podcast.objects.values_list("audio_wav", "audio_mp3"):
         owned.update({wav, mp3})
@@ -261,6 +263,7 @@ def podcasts_cleanup(*, now: Any = None) -> dict[str, int]:
                 if path not in owned:
                     default_storage.delete(path)
                     removed["orphan_files"] += 1
+    progress(message="Removing stale work folders")
     work_root = Path(settings.QUIRE_PODCAST_WORK_DIR)
     if work_root.exists():
         active = {

@@ -143,12 +143,14 @@ def reports_cleanup(*, now: Any = None) -> dict[str, int]:
     only when QUIRE_REPORT_COMPLETED_RETENTION_DAYS is set. Reports keep no files: their
     Markdown and HTML live in the row."""
     now = now or timezone.now()
+    progress(message="Removing old reports")  # step boundaries: where crash tests strike
     doomed = Report.objects.filter(
         status__in=(Report.Status.FAILED, Report.Status.CANCELLED),
         updated_at__lt=now - timedelta(days=settings.QUIRE_REPORT_RETENTION_DAYS),
     )
     deleted, _ = doomed.delete()
     if settings.QUIRE_REPORT_COMPLETED_RETENTION_DAYS is not None:
+        progress(message="Removing old completed reports")
         old, _ = Report.objects.filter(
             status=Report.Status.COMPLETED,
             completed_at__lt=now - timedelta(days=settings.QUIRE_REPORT_COMPLETED_RETENTION_DAYS),

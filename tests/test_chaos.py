@@ -249,3 +249,158 @@ def test_a_killed_workers_job_runs_again_within_the_recovery_window_five_times_o
     print(f"\n[figures] recovery after a whole-worker kill: {', '.join(f'{t:.0f}s' for t in times)} (5/5)")
     assert max(times) < 120
     assert os.environ.get("QUIRE_WORKER_TTL") is None  # measured with the test settings' 15 s TTL
+
+
+def _maintenance_world(user: Any, key: str) -> dict[str, Any]:
+    """Something for every maintenance job to do, with a label for each thing it may remove:
+    old failed podcast (row + audio), a recent one, an orphaned audio file, a stale work folder,
+    an old failed report and a recent one, an old finished job and a recent one, and a job
+    that Redis lost (queued in the database only)."""
+    from datetime import timedelta
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from django.utils import timezone
+
+    from backend.models import Batch
+
+    now = timezone.now()
+    notebook = Notebook.objects.create(owner=user, title=f"maintenance {key}")
+
+    def podcast(age_days: float) -> Podcast:
+        made = Podcast.objects.create(notebook=notebook, owner=user, title=key, status="failed")
+        name = default_storage.save(f"podcasts/{notebook.id}/{made.id}.mp3", ContentFile(b"ID3"))
+        Podcast.objects.filter(id=made.id).update(audio_mp3=name, updated_at=now - timedelta(days=age_days))
+        return made
+
+    def report(age_days: float) -> Report:
+        made = Report.objects.create(notebook=notebook, owner=user, title=key, status="failed")
+        Report.objects.filter(id=made.id).update(updated_at=now - timedelta(days=age_days))
+        return made
+
+    def finished_job(age_days: float) -> Job:
+        return Job.objects.create(
+            id=str(uuid.uuid4()), kind="tests.record", queue="default", func="tests.jobs.record", timeout=30,
+            status="succeeded", finished_at=now - timedelta(days=age_days), owner=user,
+        )  # fmt: skip
+
+    old_podcast, new_podcast = podcast(10), podcast(1)
+    orphan = default_storage.save(f"podcasts/{notebook.id}/{uuid.uuid4()}.wav", ContentFile(b"RIFF"))
+    stale = Path(settings.QUIRE_PODCAST_WORK_DIR) / str(uuid.uuid4())
+    stale.mkdir(parents=True)
+    batch = Batch.objects.create(owner=user)
+    Batch.objects.filter(id=batch.id).update(created_at=now - timedelta(days=40))
+    lost = Job.objects.create(
+        id=str(uuid.uuid4()), kind="tests.record", queue="default", func="tests.jobs.record", timeout=30,
+        kwargs={"key": key, "name": "lost"}, status="queued", owner=user,
+    )  # fmt: skip
+    Job.objects.filter(id=lost.id).update(updated_at=now - timedelta(minutes=5))
+    return {
+        "old podcast": Podcast.objects.filter(id=old_podcast.id).exists,
+        "old podcast audio": lambda: default_storage.exists(old_podcast.audio_mp3.name),
+        "recent podcast": Podcast.objects.filter(id=new_podcast.id).exists,
+        "recent podcast audio": lambda: default_storage.exists(new_podcast.audio_mp3.name),
+        "orphaned audio": lambda: default_storage.exists(orphan),
+        "stale work folder": stale.exists,
+        "old report": Report.objects.filter(id=report(10).id).exists,
+        "recent report": Report.objects.filter(id=report(1).id).exists,
+        "old finished job": Job.objects.filter(id=finished_job(40).id).exists,
+        "recent finished job": Job.objects.filter(id=finished_job(1).id).exists,
+        "empty old batch": Batch.objects.filter(id=batch.id).exists,
+        "job Redis lost": lambda: Job.objects.get(id=lost.id).status,
+    }
+
+
+def _state(world: dict[str, Any]) -> dict[str, Any]:
+    return {label: probe() for label, probe in world.items()}
+
+
+def _kind(name: str) -> Any:
+    from backend.runtime import get_kind
+
+    found = get_kind(name)
+    assert found is not None
+    return found
+
+
+def _run(kind_name: str) -> Job:
+    job = _kind(kind_name).enqueue({})
+    return wait_for(lambda: Job.objects.filter(id=job.id, status__in=Job.TERMINAL).first(), timeout=60)
+
+
+MAINTENANCE_STEPS = [
+    ("maintenance.cleanup_old_podcast_jobs", "Removing orphaned audio"),
+    *[
+        pytest.param(kind, step, marks=pytest.mark.slow)
+        for kind, step in [
+            ("maintenance.cleanup_old_podcast_jobs", "Removing old podcasts"),
+            ("maintenance.cleanup_old_podcast_jobs", "Removing stale work folders"),
+            ("maintenance.cleanup_old_reports", "Removing old reports"),
+            ("maintenance.purge_jobs", "Deleting finished jobs"),
+            ("maintenance.purge_jobs", "Deleting empty batches"),
+            ("maintenance.reconcile_jobs", "Cleaning RQ registries"),
+            ("maintenance.reconcile_jobs", "Checking unfinished jobs"),
+        ]
+    ],
+]
+
+
+@pytest.mark.parametrize(("kind_name", "step"), MAINTENANCE_STEPS)
+def test_a_maintenance_job_that_crashes_at_a_step_and_runs_again_ends_as_a_clean_run(
+    workers: Any, make_user: Any, kind_name: str, step: str
+) -> None:
+    user = make_user()
+
+    def settled(world: dict[str, Any]) -> dict[str, Any]:
+        if kind_name == "maintenance.reconcile_jobs":  # the lost job is back in RQ: let it finish
+            wait_for(lambda: world["job Redis lost"]() == "succeeded", timeout=30, message="the lost job to run")
+        return _state(world)
+
+    clean_world = _maintenance_world(user, "clean")
+    before = _state(clean_world)
+    assert _run(kind_name).status == "succeeded"
+    clean = settled(clean_world)
+    assert clean != before  # the job had work to do
+
+    world = _maintenance_world(user, "crash")
+    started = time.monotonic()
+    with crashing(workers, "maintenance", kind_name, step):
+        crashed = _kind(kind_name).enqueue({})
+        proc = workers.procs["maintenance"]
+        wait_for(lambda: proc.poll() is not None, timeout=60, message="the maintenance worker to crash")
+    workers.start("maintenance")  # restarted, as a process manager would; the next run is the re-run
+    assert Job.objects.get(id=crashed.id).status == "running"  # what the crash left (the reconciler ends it)
+    assert _run(kind_name).status == "succeeded"
+    after = settled(world)
+    seconds = time.monotonic() - started
+    print(f"\n[figures] {kind_name} crashed at '{step}', re-run: same state as a clean run ({seconds:.1f}s)")
+    assert after == clean
+
+
+@pytest.mark.parametrize("step", ["Summarising", pytest.param("Reading the notebook", marks=pytest.mark.slow)])
+def test_a_crash_while_building_an_overview_gives_the_same_overview(
+    workers: Any, make_user: Any, api_client_for: Any, step: str
+) -> None:
+    user = make_user()
+    client = api_client_for(user)
+    notebook = Notebook.objects.create(owner=user, title="crash overview")
+    for name, data in [("v.pdf", docs.volcano_pdf()), ("r.md", docs.roman_roads_markdown())]:
+        assert finished_source(add_file(client, notebook, name, data).id).status == "ready"
+    build = _kind("notebooks.build_overview")
+
+    def overview() -> tuple[Job, Any]:
+        Notebook.objects.filter(id=notebook.id).update(overview={}, overview_updated_at=None)
+        job = build.enqueue({"notebook_id": str(notebook.id)}, notebook_id=notebook.id)
+        ended = wait_for(lambda: Job.objects.filter(id=job.id, status__in=Job.TERMINAL).first(), timeout=90)
+        return ended, Notebook.objects.get(id=notebook.id).overview
+
+    wait_for(lambda: not Job.objects.filter(kind="notebooks.build_overview").exclude(status__in=Job.TERMINAL).exists())
+    clean_job, reference = overview()
+    assert clean_job.status == "succeeded" and reference
+    with crashing(workers, "notebook_processing", "notebooks.build_overview", step):
+        crashed_job, crashed = overview()
+    assert crashed_job.status == "succeeded", crashed_job.error
+    assert crashed_job.attempts == 2
+    assert crashed == reference

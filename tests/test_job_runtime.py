@@ -292,3 +292,27 @@ def test_sse_streams_a_jobs_progress_in_order_and_resumes(workers: Any, live_ser
     with httpx.stream("GET", url, headers={**headers, "Last-Event-ID": resume_from}, timeout=30) as response:
         replayed = read_events(response, {"succeeded"})
     assert [i for i, _ in replayed] == [i for i, _ in events[3:]]
+
+
+@pytest.mark.django_db
+def test_a_stale_attempt_cannot_change_the_run_that_replaced_it() -> None:
+    """A worker cut off from the network wakes up after the reconciler gave its job to another
+    worker: its progress, success, failure and "horse lost" reports leave the new run alone."""
+    from backend import services
+
+    job = Job.objects.create(
+        id=str(uuid.uuid4()), kind="tests.record", queue="default", func="tests.jobs.record", timeout=60,
+        status="running", attempts=2, max_attempts=3, worker_name="host-b",
+    )  # fmt: skip
+    assert services.job_progress(job_id=job.id, percent=40, message="old", attempt=1) is False
+    assert services.job_succeed(job_id=job.id, result={"from": "old"}, attempt=1) is None
+    assert services.job_fail(job_id=job.id, error_code="X", error="old", attempt=1) is None
+    for stopped in (True, False):
+        lost = services.job_lost(job_id=job.id, stopped=stopped, will_retry=True, timed_out=False, worker_name="host-a")
+        assert lost is None
+    row = Job.objects.get(id=job.id)
+    assert (row.status, row.progress, row.result, row.error) == ("running", 0, None, "")
+
+    assert services.job_progress(job_id=job.id, percent=60, message="new", attempt=2) is True
+    done = services.job_succeed(job_id=job.id, result={"from": "new"}, attempt=2)
+    assert done is not None and (done.status, done.result) == ("succeeded", {"from": "new"})

@@ -165,7 +165,7 @@ class JobContext:
         if message and _fault_hook() is not None:
             # Step boundaries are where crash tests strike (settings.QUIRE_FAULT_INJECTION).
             _fault_hook()(self.kind, self.job_id, message)  # type: ignore[misc]
-        if not job_progress(job_id=self.job_id, percent=percent, message=message):
+        if not job_progress(job_id=self.job_id, percent=percent, message=message, attempt=self.attempt):
             raise JobCancelled(self.job_id)
 
     def check_cancelled(self) -> None:

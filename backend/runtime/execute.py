@@ -50,7 +50,7 @@ def run(kind: JobKind, kwargs: dict[str, Any]) -> Any:
     try:
         result = _json_safe(kind.func(**kwargs))
     except JobCancelled:
-        logger.info("Job %s (%s) stopped: cancelled", job_id, kind.kind)
+        logger.info("Job %s (%s) stopped: cancelled, or superseded by a newer attempt", job_id, kind.kind)
         rq_adapter.prevent_retry(rq_job)
         services.job_settled(job_id=job_id)
         return None
@@ -65,7 +65,7 @@ def run(kind: JobKind, kwargs: dict[str, Any]) -> Any:
                 claimed.max_attempts,
                 exc_info=True,
             )
-            services.job_retry(job_id=job_id, error_code=code, error=message)
+            services.job_retry(job_id=job_id, error_code=code, error=message, attempt=claimed.attempts)
         else:
             logger.error(
                 "Job %s (%s) failed on attempt %s/%s",
@@ -76,9 +76,9 @@ def run(kind: JobKind, kwargs: dict[str, Any]) -> Any:
                 exc_info=True,
             )
             rq_adapter.prevent_retry(rq_job)
-            services.job_fail(job_id=job_id, error_code=code, error=message)
+            services.job_fail(job_id=job_id, error_code=code, error=message, attempt=claimed.attempts)
         raise
     finally:
         _current.reset(token)
-    services.job_succeed(job_id=job_id, result=result)
+    services.job_succeed(job_id=job_id, result=result, attempt=claimed.attempts)
     return result

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from backend import services
 from backend.models import Job
+from backend.runtime import progress
 from backend.runtime import rq as rq_adapter
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ SETTLE_SECONDS = 15
 
 
 def reconcile() -> dict[str, int]:
+    progress(message="Cleaning RQ registries")  # step boundaries: where crash tests strike
     rq_adapter.clean_registries(list(settings.RQ_QUEUES))
     current_job_of = {w.name: w.get_current_job_id() for w in rq_adapter.live_workers()}
     grace = settings.QUIRE_JOBS["RECONCILE_GRACE_SECONDS"]
@@ -37,6 +39,7 @@ def reconcile() -> dict[str, int]:
     # rows that have been quiet for a while.
     settled = timezone.now() - timedelta(seconds=max(grace, SETTLE_SECONDS))
     counts = {"checked": 0, "pushed": 0, "lost_retried": 0, "lost_failed": 0}
+    progress(message="Checking unfinished jobs")
 
     for job in Job.objects.filter(status__in=Job.ACTIVE, updated_at__lte=cutoff).order_by("created_at"):
         counts["checked"] += 1
@@ -87,7 +90,11 @@ def _recover_lost(job: Job, counts: dict[str, Any]) -> None:
     rq_adapter.delete(job.id)
     if job.attempts < job.max_attempts:
         if services.job_retry(
-            job_id=job.id, error_code="WORKER_LOST", error="The worker running this job stopped unexpectedly."
+            job_id=job.id,
+            error_code="WORKER_LOST",
+            error="The worker running this job stopped unexpectedly.",
+            attempt=job.attempts,
+            worker_name=job.worker_name,
         ):
             services.job_push(job_id=job.id)
             counts["lost_retried"] += 1
@@ -96,5 +103,7 @@ def _recover_lost(job: Job, counts: dict[str, Any]) -> None:
         job_id=job.id,
         error_code="WORKER_LOST",
         error="The worker running this job stopped unexpectedly, and no attempts are left.",
+        attempt=job.attempts,
+        worker_name=job.worker_name,
     ):
         counts["lost_failed"] += 1

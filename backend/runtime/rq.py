@@ -128,7 +128,9 @@ class _QuireWorkerMixin:
             status = None
         will_retry = status in (JobStatus.QUEUED, JobStatus.SCHEDULED)
         timed_out = "JobTimeoutException" in exc_string or "timeout" in exc_string.lower()
-        services.job_lost(job_id=job.id, stopped=stopped, will_retry=will_retry, timed_out=timed_out)
+        services.job_lost(
+            job_id=job.id, stopped=stopped, will_retry=will_retry, timed_out=timed_out, worker_name=self.name
+        )
         connections.close_all()
 
 
