@@ -1,12 +1,9 @@
 """Reports end to end: cited reports from real sources, downloads, the LLM path, cancel, cleanup."""
 
-import json
 import re
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -19,6 +16,7 @@ from notebooks.models import Chunk, Notebook, Source
 from reports import services
 from reports.models import Report
 from tests import documents as docs
+from tests.fake_llm import FakeChat, serve_fake_chat
 from tests.helpers import all_done, new_notebook, upload, wait_for
 
 
@@ -128,59 +126,18 @@ def test_a_topic_report_draws_on_the_matching_source(workers: Any, http: httpx.C
     assert cited.count(str(roads.id)) > len(cited) / 2
 
 
-class FakeLLM:
-    def __init__(self) -> None:
-        self.mode = "good"
-        self.calls = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                outer.calls += 1
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = body["messages"][-1]["content"]
-                if outer.mode == "slow":
-                    threading.Event().wait(30)
-                if outer.mode == "500":
-                    return self.send(500, {"error": {"message": "overloaded"}})
-                if outer.mode == "400":
-                    return self.send(400, {"error": {"message": "bad model"}})
-                numbers = re.findall(r"^\[(\d+)\] Source:", prompt, flags=re.MULTILINE) or ["1"]
-                text = f"The passages describe the subject in detail [{numbers[0]}]. More follows [{numbers[-1]}]."
-                return self.send(200, {"choices": [{"message": {"role": "assistant", "content": text}}]})
-
-            def send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                try:
-                    self.wfile.write(data)
-                except OSError:
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def llm_worker(workers: Any) -> Iterator[FakeLLM]:
+def llm_worker(workers: Any) -> Iterator[FakeChat]:
     """The reports worker, restarted with an OpenAI-compatible endpoint on loopback configured."""
-    fake = FakeLLM()
-    workers.stop("reports")
-    workers.start("reports", extra_env={"LLM_BASE_URL": fake.url, "LLM_MODEL": "fake-model", "LLM_TIMEOUT": "3"})
-    yield fake
-    workers.stop("reports")  # the next test gets a plain one back
-    fake.server.shutdown()
+    with serve_fake_chat() as fake:
+        workers.stop("reports")
+        env = {"LLM_BASE_URL": fake.url, "LLM_MODEL": "fake-model", "LLM_TIMEOUT": "3"}
+        workers.start("reports", extra_env=env)
+        yield fake
+        workers.stop("reports")  # the next test gets a plain one back
 
 
-def test_the_llm_path_writes_a_cited_report_and_maps_its_errors(llm_worker: FakeLLM, http: httpx.Client) -> None:
+def test_the_llm_path_writes_a_cited_report_and_maps_its_errors(llm_worker: FakeChat, http: httpx.Client) -> None:
     nb, sources = notebook_with_sources(http)
     report = finished_report(http.post(f"/api/v1/notebooks/{nb}/reports/", json={"length": "short"}).json()["id"])
     assert report.status == "completed", report.error
@@ -209,7 +166,7 @@ def test_the_llm_path_writes_a_cited_report_and_maps_its_errors(llm_worker: Fake
     assert report.status == "cancelled"
 
 
-def test_deleting_a_running_report_cancels_it_first(llm_worker: FakeLLM, http: httpx.Client) -> None:
+def test_deleting_a_running_report_cancels_it_first(llm_worker: FakeChat, http: httpx.Client) -> None:
     nb, _sources = notebook_with_sources(http)
     llm_worker.mode = "slow"
     report_id = http.post(f"/api/v1/notebooks/{nb}/reports/", json={}).json()["id"]

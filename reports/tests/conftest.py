@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import re
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
 from reports.generation.types import Passage
 from reports.tests.documents import make_passages
+from tests.fake_llm import FakeChat, serve_fake_chat
 
 
 @pytest.fixture(scope="session")
@@ -21,82 +16,7 @@ def passages() -> list[Passage]:
     return make_passages("hashing")
 
 
-@dataclass
-class FakeChat:
-    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 whose behaviour a test sets."""
-
-    url: str
-    mode: str = "good"
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-
-def _answer(prompt: str, mode: str) -> str:
-    numbers = [int(n) for n in re.findall(r"^\[(\d+)\] Source:", prompt, flags=re.MULTILINE)] or [1]
-    if mode == "uncited":
-        return "This section is written from memory and cites nothing at all, which must not pass for a report section."
-    if "Write the report's conclusion" in prompt:
-        return f"In short, the sources describe several distinct subjects [{numbers[0]}]."
-    first, last = numbers[0], numbers[-1]
-    passage = re.search(r"^\[1\] Source:.*\n(.+)$", prompt, flags=re.MULTILINE)
-    opening = passage.group(1).split(". ")[0] if passage else "The passages agree"
-    reply = (
-        "<think>secret chain of thought</think>\n## Section title again\n\n"
-        f"{opening} [{first}]. The other passages add detail <script>alert(1)</script> [{first}, {last}].\n\n"
-        f"- A point drawn from the last passage [passage {last}]\n"
-    )
-    if mode == "bogus":
-        reply += "\nAn invented claim about dragons [99].\n"
-    return reply + "\n## References\n[1] Something the model made up\n"
-
-
-def _handler(state: FakeChat) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            if state.mode == "slow":
-                state.release.wait(5)
-                return self._send(200, {"choices": [{"message": {"role": "assistant", "content": "late"}}]})
-            if state.mode == "500":
-                return self._send(500, {"error": {"message": "upstream exploded"}})
-            if state.mode == "400":
-                message = (
-                    "Incorrect API key provided: sk-test-secret. See https://example.invalid/keys?key=sk-test-secret"
-                )
-                return self._send(400, {"error": {"message": message}})
-            if state.mode == "garbage":
-                return self._send(200, {"unexpected": True})
-            content = _answer(body["messages"][-1]["content"], state.mode)
-            return self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
-
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            try:
-                self.wfile.write(data)
-            except OSError:
-                pass  # the client gave up (the timeout test)
-
-    return Handler
-
-
 @pytest.fixture
 def fake_chat() -> Iterator[FakeChat]:
-    state = FakeChat(url="")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
-    server.block_on_close = False
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield state
-    state.release.set()
-    server.shutdown()
-    server.server_close()
+    with serve_fake_chat() as state:
+        yield state
