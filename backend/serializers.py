@@ -43,8 +43,9 @@ class JobSerializer(serializers.ModelSerializer[Job]):
         return {"type": job.subject_type.rsplit(".", 1)[-1], "id": job.subject_id}
 
     def get_queue_position(self, job: Job) -> int | None:
-        """1 = next to run. Only while queued; None when Redis cannot say."""
-        if job.status != Job.Status.QUEUED:
+        """1 = next to run. Only while queued; None when Redis cannot say, and in events (the
+        "queued" event is published before the push, and a position goes stale at once)."""
+        if job.status != Job.Status.QUEUED or self.context.get("event"):
             return None
         try:
             return rq_adapter.queue_position(job.queue, job.id)
@@ -56,7 +57,7 @@ class JobSerializer(serializers.ModelSerializer[Job]):
         if job.status not in (Job.Status.QUEUED, Job.Status.RETRYING):
             return None
         try:
-            return len(rq_adapter.live_workers(job.queue))
+            return rq_adapter.live_worker_count(job.queue)
         except Exception:
             return None
 

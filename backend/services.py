@@ -106,20 +106,24 @@ def job_enqueue(
         },
     )
     if created:
-        job_id = job.id
-        transaction.on_commit(lambda: job_push(job_id=job_id))
+        new, named = job, job_id is not None
+        transaction.on_commit(lambda: job_push(job_id=new.id, new=new, replace=named))
     return job
 
 
-def job_push(*, job_id: str) -> bool:
+def job_push(*, job_id: str, new: Job | None = None, replace: bool = True) -> bool:
     """Give a queued or retrying job to RQ (again). Redis being down is not an error here:
-    the row stays and the reconciler pushes it when Redis is back."""
-    job = Job.objects.filter(id=job_id, status__in=(S.QUEUED, S.RETRYING)).first()
+    the row stays and the reconciler pushes it when Redis is back. ``new``: the row that
+    job_enqueue just created and committed (not read again); ``replace=False``: its id is
+    fresh, so RQ holds no earlier copy to remove."""
+    job = new or Job.objects.filter(id=job_id, status__in=(S.QUEUED, S.RETRYING)).first()
     if job is None:
         return False
     # Dependencies that already ended cannot be waited on in RQ (their keys may be gone).
-    pending = list(
-        Job.objects.filter(id__in=job.depends_on).exclude(status__in=Job.TERMINAL).values_list("id", flat=True)
+    pending = (
+        list(Job.objects.filter(id__in=job.depends_on).exclude(status__in=Job.TERMINAL).values_list("id", flat=True))
+        if job.depends_on
+        else []
     )
     # Publish before the push: once in RQ, a worker may publish "running" at any moment, and
     # the stream must keep the causal order.
@@ -135,6 +139,7 @@ def job_push(*, job_id: str) -> bool:
             retry_intervals=job.retry_intervals,
             depends_on=pending,
             description=job.kind,
+            replace=replace,
         )
     except Exception:
         logger.warning("Could not hand job %s to Redis; the reconciler will retry", job.id, exc_info=True)

@@ -8,6 +8,7 @@ and a reconnecting client replays what it missed without a race between "replay"
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -49,9 +50,16 @@ def publish(notebook_id: Any, event_type: str, payload: dict[str, Any]) -> str |
 def publish_job(job: Job) -> str | None:
     if job.notebook_id is None:
         return None
+    return publish(job.notebook_id, "job", dict(_event_serializer().to_representation(job)))
+
+
+@functools.cache
+def _event_serializer() -> Any:
+    """One JobSerializer for every event: DRF builds a ModelSerializer's fields (model
+    introspection, deep copies) per instance, which cost more than the rest of an event."""
     from backend.serializers import JobSerializer
 
-    return publish(job.notebook_id, "job", dict(JobSerializer(job).data))
+    return JobSerializer(context={"event": True})
 
 
 def _client() -> Any:

@@ -16,6 +16,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger("quire.jobs")
 
 
+def warm_up() -> None:
+    """Run once in a forking worker before its first work-horse: load what every job run
+    needs (this module, the ORM's query compiler, the serializer behind events, time zone
+    data), so each horse inherits it instead of loading it again and losing it at exit."""
+    from django.utils import timezone
+
+    from backend.models import Job
+    from backend.runtime.events import _event_serializer
+
+    list(Job.objects.filter(id="").values_list("id", flat=True))
+    sample = Job(id="warm-up", kind="", queue="default", func="", timeout=1, status=Job.Status.RUNNING)
+    _event_serializer().to_representation(sample)
+    timezone.localtime()
+
+
 def describe_failure(exc: BaseException, timeout: int) -> tuple[str, str, bool]:
     """(error_code, user-readable message, retryable) for an exception; never a traceback."""
     if isinstance(exc, JobError):

@@ -32,6 +32,7 @@ from rq.registry import (
 )
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
+from rq.worker_registration import get_keys as get_worker_keys
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._warm = False
         # Load what every job needs (the embedding model) once, before any fork: each
         # work-horse inherits it copy-on-write instead of loading it per job.
         for queue in self.queue_names():
@@ -147,6 +149,11 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
                 import_string(path)()
 
     def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
+        if not self._warm:
+            from backend.runtime.execute import warm_up
+
+            warm_up()
+            self._warm = True
         # A database socket shared by parent and horse corrupts both sides' protocol state.
         connections.close_all()
         super().fork_work_horse(job, queue)
@@ -195,10 +202,12 @@ def push(
     retry_intervals: Sequence[int],
     depends_on: Sequence[str] = (),
     description: str = "",
+    replace: bool = True,
 ) -> None:
-    """Put a job into RQ under a known id (the Job row's id). Safe to repeat for the same id."""
+    """Put a job into RQ under a known id (the Job row's id). Safe to repeat for the same id;
+    ``replace=False`` skips looking for an earlier copy (a job id never pushed before)."""
     q = get_queue(queue)
-    existing = fetch(job_id)
+    existing = fetch(job_id) if replace else None
     if existing is not None:
         existing.delete(remove_from_queue=True)
     retry = Retry(max=retries_left, interval=list(retry_intervals) or 0) if retries_left > 0 else None
@@ -280,6 +289,19 @@ def live_workers(queue: str | None = None) -> list[Any]:
     return list(Worker.all(connection=connection(), queue=q))
 
 
+def live_worker_count(queue: str) -> int:
+    """How many of the queue's registered workers still have their heartbeat key: two round
+    trips, where live_workers() loads every worker (it sits on the enqueue and upload paths)."""
+    q = get_queue(queue)
+    keys = sorted(get_worker_keys(queue=q))
+    if not keys:
+        return 0
+    with q.connection.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.exists(key)
+        return sum(bool(found) for found in pipe.execute())
+
+
 def live_worker_names() -> set[str]:
     return {w.name for w in live_workers()}
 
@@ -297,7 +319,7 @@ def queue_stats(name: str) -> dict[str, Any]:
     return {
         "depth": q.count,
         "oldest_age_seconds": oldest_age,
-        "workers": len(live_workers(name)),
+        "workers": live_worker_count(name),
         "started": StartedJobRegistry(name, connection=conn).count,
         "scheduled": ScheduledJobRegistry(name, connection=conn).count,  # type: ignore[no-untyped-call]
         "deferred": DeferredJobRegistry(name, connection=conn).count,
