@@ -85,31 +85,35 @@ def notebook_search(*, notebook: Notebook, query: str, k: int = 10) -> list[Hit]
     from notebooks.services import embedder
 
     model = embedder()
-    version = Notebook.objects.filter(id=notebook.id).values_list("chunks_version", flat=True).first() or 0
-    matrix = _matrix(notebook.id, version, model.dim)
+    # The caller has just read the notebook (its owner check), so its version is current.
+    matrix = _matrix(notebook.id, notebook.chunks_version, model.dim)
     if not len(matrix.ids):
         return []
     scores = matrix.vectors @ model.embed([query])[0]
     k = min(k, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
-    chunks = Chunk.objects.select_related("source").in_bulk([int(matrix.ids[i]) for i in top])
+    # Plain rows, not models: no embedding blobs, no Source objects for ten hits.
+    fields = ("id", "source_id", "source__title", "position", "page", "text", "char_start", "char_end")
+    rows = Chunk.objects.filter(id__in=[int(matrix.ids[i]) for i in top]).values_list(*fields)
+    chunks = {row[0]: row for row in rows}
     hits = []
     for i in top:
-        chunk = chunks.get(int(matrix.ids[i]))
-        if chunk is None:  # deleted since the matrix was built
+        row = chunks.get(int(matrix.ids[i]))
+        if row is None:  # deleted since the matrix was built
             continue
+        chunk_id, source_id, source_title, position, page, text, char_start, char_end = row
         hits.append(
             Hit(
-                chunk_id=chunk.id,
-                source_id=str(chunk.source_id),
-                source_title=chunk.source.title,
-                position=chunk.position,
-                page=chunk.page,
-                text=chunk.text,
+                chunk_id=chunk_id,
+                source_id=str(source_id),
+                source_title=source_title,
+                position=position,
+                page=page,
+                text=text,
                 score=round(float(scores[i]), 4),
-                char_start=chunk.char_start,
-                char_end=chunk.char_end,
+                char_start=char_start,
+                char_end=char_end,
             )
         )
     return hits
