@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -79,6 +80,8 @@ class OnnxMiniLMEmbedder:
         # that memory is read-only and shared with work-horses forked after preloading.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         self._session = ort.InferenceSession(str(minilm.model_path()), options, providers=["CPUExecutionProvider"])
+        self._threads = options.intra_op_num_threads
+        self._made_in = os.getpid()
         self._tokenizer = minilm.load_tokenizer()
         self._tokenizer.enable_truncation(max_length=max_length)
         # onnxruntime's arena keeps the peak activation memory of the largest batch for the life of
@@ -92,8 +95,9 @@ class OnnxMiniLMEmbedder:
         encodings = self._tokenizer.encode_batch(list(texts))
         # Batching texts of similar length wastes less work on padding; results go back in order.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for begin in range(0, len(order), self._batch_size):
-            batch = order[begin : begin + self._batch_size]
+        batches = [order[begin : begin + self._batch_size] for begin in range(0, len(order), self._batch_size)]
+
+        def run(batch: list[int]) -> None:
             width = max(len(encodings[i].ids) for i in batch)
             ids = np.zeros((len(batch), width), dtype=np.int64)
             mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -108,6 +112,17 @@ class OnnxMiniLMEmbedder:
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
             out[batch] = _normalise(pooled)
+
+        # In a work-horse forked after the session was made, onnxruntime's pool has lost its
+        # threads and each run computes on its caller alone: run batches side by side from as
+        # many callers instead (run() releases the GIL; each batch writes its own rows).
+        callers = self._threads if os.getpid() != self._made_in else 1
+        if callers > 1 and len(batches) > 1:
+            with ThreadPoolExecutor(callers) as pool:
+                list(pool.map(run, batches))
+        else:
+            for batch in batches:
+                run(batch)
         return out
 
 
