@@ -6,12 +6,20 @@ from backend.runtime import job, progress
 
 # A forking queue whose worker preloads nothing: what is measured is the job runtime itself.
 NOOP_QUEUE = "reports"
+INLINE_QUEUE = "default"
 PROGRESS_PREFIX = "bench-t="
 
 
 @job("bench.noop", queue=NOOP_QUEUE)
 def noop() -> None:
     """Does nothing: the job runtime's own cost (Job row, events, fork) per job."""
+    return None
+
+
+@job("bench.noop_inline", queue=INLINE_QUEUE)
+def noop_inline() -> None:
+    """The same no-op on the in-process queue (the Procfile's default worker runs short jobs
+    without forking): the job runtime's cost without the fork."""
     return None
 
 

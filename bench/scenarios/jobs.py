@@ -36,10 +36,10 @@ def _ts(value: datetime) -> float:
 
 
 class Quire:
-    def __init__(self, user: Any, notebook_id: str) -> None:
+    def __init__(self, user: Any, notebook_id: str, kind: Any = None) -> None:
         from bench.jobs import noop
 
-        self.kind = noop
+        self.kind = kind or noop
         self.user = user
         self.notebook_id = notebook_id
 
@@ -161,7 +161,7 @@ def latency(side: Quire | Bare, m: int) -> tuple[float, float]:
 
 
 def run(ctx: Context) -> list[Row]:
-    from bench.jobs import NOOP_QUEUE
+    from bench.jobs import INLINE_QUEUE, NOOP_QUEUE, noop_inline
 
     n = ctx.size(500, 200)
     m = ctx.size(100, 40)
@@ -170,21 +170,26 @@ def run(ctx: Context) -> list[Row]:
     # The Procfile runs one worker per queue; the comparison uses two on each side.
     extra = f"worker_{NOOP_QUEUE}_2"
     quire_workers = [stack.start_worker(NOOP_QUEUE), stack.start_worker(NOOP_QUEUE, name=extra)]
+    extra_inline = f"worker_{INLINE_QUEUE}_2"
+    inline_workers = [stack.start_worker(INLINE_QUEUE), stack.start_worker(INLINE_QUEUE, name=extra_inline)]
     bare_names = ["rqworker_bare_1", "rqworker_bare_2"]
     bare_workers = [stack.start_bare_worker(BARE_QUEUE, ctx.redis_url, name=name) for name in bare_names]
-    workers_of = {"q": quire_workers, "b": bare_workers}
+    workers_of = {"q": quire_workers, "b": bare_workers, "i": inline_workers}
 
     quire = Quire(ctx.user(), ctx.new_notebook("bench: job overhead"))
+    inline = Quire(quire.user, quire.notebook_id, kind=noop_inline)
     bare = Bare(ctx.redis_url)
     figures: dict[str, list[float]] = {
         f"{side}_{k}": []
         for side in "qb"
         for k in ("tp", "enq", "p50", "p99", "cpu_enqueue", "cpu_workers", "cpu_redis")
     }
+    figures.update({"i_tp": [], "i_b_tp": []})
     try:
         # Warm both sides up (imports, first fork, connections) before measuring.
         throughput(quire, 10, quire_workers, bare.conn)
         throughput(bare, 10, bare_workers, bare.conn)
+        throughput(inline, 10, inline_workers, bare.conn)
         for i in range(runs):
             # Alternate which side goes first, so a drift in machine load hits both alike.
             order: list[tuple[str, Quire | Bare]] = [("q", quire), ("b", bare)]
@@ -196,6 +201,9 @@ def run(ctx: Context) -> list[Row]:
                 figures[f"{key}_enq"].append(measured["enqueue_ms"])
                 for part in ("cpu_enqueue", "cpu_workers", "cpu_redis"):
                     figures[f"{key}_{part}"].append(measured[f"{part}_ms"])
+            # In-process workers against a bare RQ run next to it in time.
+            figures["i_tp"].append(throughput(inline, n, inline_workers, bare.conn)["rate"])
+            figures["i_b_tp"].append(throughput(bare, n, bare_workers, bare.conn)["rate"])
             for key, side in order:
                 p50, p99 = latency(side, m)
                 figures[f"{key}_p50"].append(p50)
@@ -206,7 +214,7 @@ def run(ctx: Context) -> list[Row]:
                 f"bare {figures['b_p50'][-1]:.0f} ms"
             )
     finally:
-        for name in [extra, *bare_names]:
+        for name in [extra, extra_inline, *bare_names]:
             stack.stop(name)
 
     ctx.details[NAME] = {"jobs_per_throughput_run": n, "jobs_per_latency_run": m, "rate": RATE, **figures}
@@ -220,6 +228,8 @@ def run(ctx: Context) -> list[Row]:
     return [
         Row(TITLE, f"throughput, 2 forking workers, {n} jobs", "jobs/s", figures["q_tp"], figures["b_tp"], base,
             "≥ 0.9x bare RQ", lambda v, b: b is not None and v >= 0.9 * b),
+        Row(TITLE, f"throughput, 2 in-process workers (Procfile's default queue), {n} jobs", "jobs/s",
+            figures["i_tp"], figures["i_b_tp"], base, "≥ 0.9x bare RQ", lambda v, b: b is not None and v >= 0.9 * b),
         Row(TITLE, f"enqueue→running p50 at {RATE:.0f} jobs/s", "ms", figures["q_p50"], figures["b_p50"], base,
             "≤ 50 ms", lambda v, b: v <= 50),
         Row(TITLE, f"enqueue→running p99 at {RATE:.0f} jobs/s", "ms", figures["q_p99"], figures["b_p99"], base,
