@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, cast
 
 from rest_framework import serializers
 
@@ -56,10 +56,16 @@ class JobSerializer(serializers.ModelSerializer[Job]):
         """Live workers on the job's queue while it waits, so a client can say why it waits."""
         if job.status not in (Job.Status.QUEUED, Job.Status.RETRYING):
             return None
-        try:
-            return rq_adapter.live_worker_count(job.queue)
-        except Exception:
-            return None
+        # Counted once per queue for a whole response (an upload lists a job per file); the
+        # events' shared serializer counts afresh each time.
+        context = cast(dict[str, Any], self.context)
+        counts: dict[str, int | None] = {} if context.get("event") else context.setdefault("workers", {})
+        if job.queue not in counts:
+            try:
+                counts[job.queue] = rq_adapter.live_worker_count(job.queue)
+            except Exception:
+                counts[job.queue] = None
+        return counts[job.queue]
 
 
 class BatchSerializer(serializers.ModelSerializer[Batch]):
@@ -124,4 +130,4 @@ class BatchSerializer(serializers.ModelSerializer[Batch]):
         return round(sum(100 if job.is_terminal else job.progress for job in jobs) / len(jobs))
 
     def get_jobs(self, batch: Batch) -> list[dict[str, Any]]:
-        return [dict(JobSerializer(job).data) for job in self._jobs(batch)]
+        return [dict(job) for job in JobSerializer(self._jobs(batch), many=True, context=self.context).data]

@@ -101,7 +101,7 @@ class SourceOutputSerializer(serializers.ModelSerializer[Source]):
     def get_job(self, source: Source) -> dict[str, Any] | None:
         jobs: dict[str, Job] = self.context.get("jobs", {})
         job = jobs.get(source.job_id) if source.job_id in jobs else Job.objects.filter(id=source.job_id).first()
-        return dict(JobSerializer(job).data) if job is not None else None
+        return dict(JobSerializer(job, context=self.context).data) if job is not None else None
 
 
 class SourceListCreateApi(APIView):
@@ -151,11 +151,11 @@ class SourceListCreateApi(APIView):
             added = services.sources_add(
                 notebook=notebook, owner=request.user, urls=urls, text=text, title=data.validated_data["title"]
             )
-        jobs = {job.id: job for job in added.jobs.values()}
+        context = {"jobs": {job.id: job for job in added.jobs.values()}}  # shared: jobs and worker counts
         return Response(
             {
-                "batch": BatchSerializer(added.batch).data,
-                "sources": SourceOutputSerializer(added.sources, many=True, context={"jobs": jobs}).data,
+                "batch": BatchSerializer(added.batch, context=context).data,
+                "sources": SourceOutputSerializer(added.sources, many=True, context=context).data,
                 "duplicates": added.duplicates,
                 "overview_job": added.overview_job.id if added.overview_job else None,
             },
