@@ -78,10 +78,15 @@ def embedder() -> Embedder:
     return get_embedder(settings.QUIRE_EMBEDDER)
 
 
-def embedder_preload() -> None:
-    """Called by the notebook_processing worker before it forks (settings.QUIRE_WORKER_PRELOAD)."""
+def ingestion_preload() -> None:
+    """Called by the notebook_processing worker before it forks (settings.QUIRE_WORKER_PRELOAD):
+    the embedder, and the modules its jobs import lazily (pypdf, python-docx, trafilatura…),
+    which each work-horse would otherwise import again (about 0.2 s a job) and lose at exit."""
+    from notebooks import overview  # noqa: F401
+    from notebooks.ingest import chunking, extract  # noqa: F401
     from notebooks.ingest.embedding import preload_embedder
 
+    chunking.default_token_counter()  # loads the chunker's tokenizer (18 ms)
     preload_embedder(settings.QUIRE_EMBEDDER)
 
 

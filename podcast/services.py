@@ -277,8 +277,9 @@ def podcasts_cleanup(*, now: Any = None) -> dict[str, int]:
 
 
 def speech_preload() -> None:
-    """Called by the podcast worker before it forks: the voice model and its measured rate."""
-    from podcast import speech
+    """Called by the podcast worker before it forks: the voice model and its measured rate, and
+    the modules the job imports lazily (each horse would import them again)."""
+    from podcast import audio, script, speech  # noqa: F401
 
     if speech.available_backends():
         speech.podcast_words_per_minute(speech.get_backend())

@@ -123,6 +123,12 @@ def report_generate(*, report_id: str) -> dict[str, Any] | None:
     return {"citations": len(draft.citations), "words": draft.word_count, "generator": draft.generator}
 
 
+def generation_preload() -> None:
+    """Called by the reports worker before it forks (settings.QUIRE_WORKER_PRELOAD): the
+    generators, which the job imports lazily and each horse would import again."""
+    from reports import generation  # noqa: F401
+
+
 def report_follow_job(job: Job) -> None:
     """Status hook of reports.generate_report."""
     S = Report.Status

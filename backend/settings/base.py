@@ -227,7 +227,7 @@ QUIRE_FETCH_TIMEOUT_SECONDS = env.float("QUIRE_FETCH_TIMEOUT_SECONDS", default=3
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # JSON bodies (pasted text)
 # Loaded by a forking worker before it forks, so every job's work-horse inherits it.
 QUIRE_WORKER_PRELOAD: dict[str, list[str]] = {
-    "notebook_processing": ["notebooks.services.embedder_preload"],
+    "notebook_processing": ["notebooks.services.ingestion_preload"],
 }
 
 # --- podcasts
@@ -239,6 +239,7 @@ QUIRE_WORKER_PRELOAD["podcast"] = ["podcast.services.speech_preload"]
 QUIRE_SCHEDULES["cleanup-old-podcasts"] = {"cron": "23 * * * *", "kind": "maintenance.cleanup_old_podcast_jobs"}
 
 # --- reports
+QUIRE_WORKER_PRELOAD["reports"] = ["reports.services.generation_preload"]
 # An OpenAI-compatible chat endpoint, used when both LLM_BASE_URL and LLM_MODEL are set;
 # otherwise reports are written by the offline extractive generator.
 LLM_BASE_URL = env.str("LLM_BASE_URL", default="")
