@@ -184,7 +184,15 @@ def test_a_worker_host_cut_off_mid_ingestion_leaves_its_jobs_to_the_other(deploy
         files = [("files", (n, corpus[n], "text/markdown")) for n in names[start : start + 12]]
         assert api.post(f"/api/v1/notebooks/{notebook}/sources/", files=files).status_code == 202
 
-    lost = wait_for(lambda: d.current_jobs("w1"), timeout=60, interval=0.05, message="a job on host w1")
+    def early_job_on_w1() -> list[str]:
+        # Cut while w1's job is in its first half, not as it is about to finish.
+        jobs = d.current_jobs("w1")
+        return [j for j in jobs if api.get(f"/api/v1/jobs/{j}/").json()["progress"] < 50]
+
+    try:
+        lost = wait_for(early_job_on_w1, timeout=60, interval=0.05, message="a job on host w1")
+    except AssertionError:
+        raise AssertionError(d.log_tail()) from None
     d.lab.cut("w1")
     cut_at = time.monotonic()
 
