@@ -145,6 +145,11 @@
         if (early) {
           this.early.delete(data.id);
           this.accept(entry, early);
+          // The row came from this page's own request: the reload its early event asked for is moot.
+          if (this.reloading && this.early.size === 0) {
+            clearTimeout(this.reloading);
+            this.reloading = null;
+          }
         }
         this.draw(entry);
         return entry;
