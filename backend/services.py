@@ -338,10 +338,13 @@ def subject_follow_job(
 
 
 def job_retry_now(*, job: Job) -> Job:
-    """Admin action: run a failed or cancelled job again with a fresh attempt budget."""
+    """Admin action: run a failed or cancelled job again with a fresh attempt budget. The
+    attempt count goes on (not back to 0), so a stale run of an earlier attempt stays fenced."""
+    kind = get_kind(job.kind)
+    budget = kind.max_attempts if kind is not None else job.max_attempts
     updated = Job.objects.filter(id=job.id, status__in=(S.FAILED, S.CANCELLED)).update(
         status=S.QUEUED,
-        attempts=0,
+        max_attempts=F("attempts") + budget,
         progress=0,
         error="",
         error_code="",

@@ -256,11 +256,13 @@ def podcasts_cleanup(*, now: Any = None) -> dict[str, int]:
     owned = set()
     for wav, mp3 in Podcast.objects.values_list("audio_wav", "audio_mp3"):
         owned.update({wav, mp3})
+    # A podcast being made saves its files a moment before its row names them.
+    making = {str(i) for i in Podcast.objects.filter(status__in=("pending", "generating")).values_list("id", flat=True)}
     if default_storage.exists("podcasts"):
         for notebook_dir in default_storage.listdir("podcasts")[0]:
             for name in default_storage.listdir(f"podcasts/{notebook_dir}")[1]:
                 path = f"podcasts/{notebook_dir}/{name}"
-                if path not in owned:
+                if path not in owned and name.split(".")[0] not in making:
                     default_storage.delete(path)
                     removed["orphan_files"] += 1
     progress(message="Removing stale work folders")

@@ -54,7 +54,10 @@ def test_admin_cancels_and_retries_jobs(make_user: Any, redis_clean: Any) -> Non
 
     client.post("/admin/backend/job/", {"action": "retry_jobs", "_selected_action": [failed.id]})
     failed.refresh_from_db()
-    assert (failed.status, failed.attempts, failed.error) == ("queued", 0, "")
+    # A fresh budget on top of the attempts made (which keep counting: stale runs stay fenced).
+    assert (failed.status, failed.attempts, failed.error) == ("queued", 4, "")
+    kind = get_kind(failed.kind)
+    assert kind is not None and failed.max_attempts - failed.attempts == kind.max_attempts
     assert redis_clean.hget(f"rq:job:{failed.id}", "status") == b"queued"
 
     listing = client.get("/admin/backend/job/?status__exact=queued&q=" + failed.id)

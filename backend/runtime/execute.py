@@ -80,7 +80,8 @@ def run(kind: JobKind, kwargs: dict[str, Any]) -> Any:
                 claimed.max_attempts,
                 exc_info=True,
             )
-            services.job_retry(job_id=job_id, error_code=code, error=message, attempt=claimed.attempts)
+            if services.job_retry(job_id=job_id, error_code=code, error=message, attempt=claimed.attempts) is None:
+                rq_adapter.prevent_retry(rq_job)  # superseded or cancelled: the id is not ours to retry
         else:
             logger.error(
                 "Job %s (%s) failed on attempt %s/%s",

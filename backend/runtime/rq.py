@@ -146,7 +146,13 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
         # RQ forks its scheduler process here: before the preload, so that process does not
         # carry the model (measured: the podcast worker's scheduler child had 379 MB RSS).
         super()._start_scheduler(*args, **kwargs)
-        self._warm_up()
+        try:
+            self._warm_up()
+        except BaseException:
+            # RQ's work() has not entered its try/finally yet: stop the scheduler process here,
+            # or the interpreter would wait for it forever instead of exiting with the error.
+            self.stop_scheduler()  # type: ignore[no-untyped-call]
+            raise
 
     def _warm_up(self) -> None:
         """Load what every job needs once, before the first work-horse: each horse inherits it
@@ -162,6 +168,7 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
                 import_string(path)()
         warm_up()
         self._warm = True
+        self.heartbeat()  # the preload may have taken a while since the worker registered
 
     def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
         self._warm_up()  # a worker started without --with-scheduler
