@@ -148,13 +148,18 @@ def job_push(*, job_id: str, new: Job | None = None, replace: bool = True) -> bo
     return True
 
 
-def _after_change(job: Job) -> None:
+def _run_hook(job: Job) -> None:
+    """The kind's status hook (``on_change``); a failing hook is logged, never raised."""
     kind = get_kind(job.kind)
     if kind is not None and kind.on_change is not None:
         try:
             kind.on_change(job)
         except Exception:
             logger.exception("Status hook of %s failed for job %s", job.kind, job.id)
+
+
+def _after_change(job: Job) -> None:
+    _run_hook(job)
     events.publish_job(job)
 
 
@@ -282,13 +287,8 @@ def job_settled(*, job_id: str) -> None:
     still writing; it runs once more now, so it can remove whatever the run wrote after that.
     Status hooks are idempotent, so a second pass is safe."""
     job = Job.objects.filter(id=job_id, status=S.CANCELLED).first()
-    kind = get_kind(job.kind) if job is not None else None
-    if job is None or kind is None or kind.on_change is None:
-        return
-    try:
-        kind.on_change(job)
-    except Exception:
-        logger.exception("Status hook of %s failed for settled job %s", job.kind, job.id)
+    if job is not None:
+        _run_hook(job)
 
 
 def job_cancel(*, job: Job) -> Job:

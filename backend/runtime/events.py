@@ -50,11 +50,11 @@ def publish(notebook_id: Any, event_type: str, payload: dict[str, Any]) -> str |
 def publish_job(job: Job) -> str | None:
     if job.notebook_id is None:
         return None
-    return publish(job.notebook_id, "job", dict(_event_serializer().to_representation(job)))
+    return publish(job.notebook_id, "job", dict(event_serializer().to_representation(job)))
 
 
 @functools.cache
-def _event_serializer() -> Any:
+def event_serializer() -> Any:
     """One JobSerializer for every event: DRF builds a ModelSerializer's fields (model
     introspection, deep copies) per instance, which cost more than the rest of an event."""
     from backend.serializers import JobSerializer

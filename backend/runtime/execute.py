@@ -23,11 +23,11 @@ def warm_up() -> None:
     from django.utils import timezone
 
     from backend.models import Job
-    from backend.runtime.events import _event_serializer
+    from backend.runtime.events import event_serializer
 
     list(Job.objects.filter(id="").values_list("id", flat=True))
     sample = Job(id="warm-up", kind="", queue="default", func="", timeout=1, status=Job.Status.RUNNING)
-    _event_serializer().to_representation(sample)
+    event_serializer().to_representation(sample)
     timezone.localtime()
 
 

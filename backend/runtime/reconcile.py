@@ -88,7 +88,7 @@ def _dependencies_pending(job: Job) -> bool:
 
 def _recover_lost(job: Job, counts: dict[str, Any]) -> None:
     # Fenced on the attempt and worker seen above; RQ's copy is dropped only once that holds
-    # (a newer attempt that started meanwhile keeps its own).
+    # (a newer attempt that started meanwhile keeps its own). job_push replaces RQ's copy.
     if job.attempts < job.max_attempts:
         if services.job_retry(
             job_id=job.id,
@@ -97,7 +97,6 @@ def _recover_lost(job: Job, counts: dict[str, Any]) -> None:
             attempt=job.attempts,
             worker_name=job.worker_name,
         ):
-            rq_adapter.delete(job.id)
             services.job_push(job_id=job.id)
             counts["lost_retried"] += 1
             logger.warning("Job %s (%s) lost with worker %s; running it again", job.id, job.kind, job.worker_name)
