@@ -42,11 +42,6 @@ def _postgres_bin() -> Path | None:
 
 
 def _skip_reason() -> str | None:
-    if os.environ.get("QUIRE_MULTIHOST") != "1":
-        # Not in the default suite yet: in about 1 run of 7 the cut host's job is not recovered
-        # within 4 minutes (cause not found yet; a single-host reproduction of both lost-job
-        # paths recovers). Run it with QUIRE_MULTIHOST=1.
-        return "QUIRE_MULTIHOST=1 runs the multi-host test (an intermittent recovery stall is open)"
     reason = netns.unavailable()
     if reason is None and _postgres_bin() is None:
         reason = "PostgreSQL server binaries (initdb, postgres) are not installed"

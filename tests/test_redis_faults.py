@@ -151,3 +151,34 @@ def test_workers_reconnect_after_a_short_redis_outage(own_redis: OwnRedis) -> No
 @pytest.mark.slow
 def test_workers_reconnect_after_redis_is_unreachable_for_thirty_seconds(own_redis: OwnRedis) -> None:
     outage(own_redis, 30)
+
+
+@pytest.mark.parametrize("claimed", ["queued", "scheduled"])
+def test_a_job_rq_calls_waiting_but_holds_nowhere_is_re_enqueued(
+    claimed: str, redis_clean: Any, transactional_db: Any
+) -> None:
+    """A half-done delete (see tests/test_chaos.py, expired execution record) or a partial loss of
+    Redis can leave a job hash that says queued or scheduled with no queue or schedule holding
+    it. No worker runs here, so the job stays where the reconciler puts it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from rq.registry import ScheduledJobRegistry
+
+    from backend.runtime import rq as rq_adapter
+
+    kind = get_kind("tests.record")
+    assert kind is not None
+    job = kind.enqueue({"key": "nowhere", "name": "x"})
+    queue = rq_adapter.get_queue("default")
+    wait_for(lambda: queue.get_job_position(job.id) is not None, timeout=10, message="job in its queue")
+    queue.remove(job.id)
+    redis_clean.hset(f"rq:job:{job.id}", "status", claimed)
+    assert rq_adapter.status_of(job.id) == claimed and not rq_adapter.held("default", job.id, claimed)
+
+    assert reconcile()["pushed"] == 0  # just changed: RQ may be between two steps
+    Job.objects.filter(id=job.id).update(updated_at=timezone.now() - timedelta(minutes=1))
+    assert reconcile()["pushed"] == 1
+    assert queue.get_job_position(job.id) == 0
+    assert ScheduledJobRegistry("default", connection=redis_clean).count == 0
+    assert reconcile()["pushed"] == 0  # held now: left alone

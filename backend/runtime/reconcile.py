@@ -64,6 +64,16 @@ def reconcile() -> dict[str, int]:
             if services.job_push(job_id=job.id):
                 logger.warning("Re-enqueued abandoned job %s (%s)", job.id, job.kind)
                 counts["pushed"] += 1
+        elif (
+            rq_status in ("queued", "scheduled")
+            and job.updated_at <= settled
+            and not rq_adapter.held(job.queue, job.id, rq_status)
+        ):
+            # RQ's job hash says it waits, but no queue or schedule holds it: a half-done
+            # delete or a partial loss of Redis. Nothing would ever run it.
+            if services.job_push(job_id=job.id):
+                logger.warning("Re-enqueued job %s (%s): RQ had it %s but nowhere", job.id, job.kind, rq_status)
+                counts["pushed"] += 1
         elif rq_status in WAITING_IN_RQ:
             continue
         elif rq_status == "deferred" and _dependencies_pending(job):
