@@ -20,6 +20,7 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parent
 LOG_DIR = ROOT / "var" / "test-logs"
+INLINE_QUEUES = [name for name in settings.RQ_QUEUES if name not in settings.FORKING_QUEUES]
 QUEUE_WORKER_CLASS = {
     name: "backend.runtime.rq.ForkingWorker" if name in settings.FORKING_QUEUES else "backend.runtime.rq.InlineWorker"
     for name in settings.RQ_QUEUES
@@ -77,7 +78,7 @@ class Workers:
                 QUEUE_WORKER_CLASS[queue],
                 "--serializer",
                 "rq.serializers.JSONSerializer",
-                "--with-scheduler",
+                *(["--with-scheduler"] if queue in INLINE_QUEUES else []),  # as the Procfile does
                 "--name",
                 f"test-{queue}-{uuid.uuid4().hex[:6]}",
             ],

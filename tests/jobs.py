@@ -33,6 +33,16 @@ for _queue in settings.RQ_QUEUES:
 @job("tests.flaky", queue="default", retries=3, retry_intervals=[2, 3, 3])
 def flaky(*, key: str, failures: int) -> int:
     """Fails `failures` times, then succeeds."""
+    return _flaky(key, failures)
+
+
+@job("tests.flaky_reports", queue="reports", retries=1, retry_intervals=[1])
+def flaky_reports(*, key: str, failures: int) -> int:
+    """tests.flaky on a queue served by a forking worker, which runs no scheduler of its own."""
+    return _flaky(key, failures)
+
+
+def _flaky(key: str, failures: int) -> int:
     attempt = int(_redis().incr(f"{key}:attempts"))
     _redis().rpush(f"{key}:times", time.time())
     if attempt <= failures:

@@ -104,11 +104,13 @@ class Deployment:
         self.lab.spawn(host, [sys.executable, *args], self.logs / f"{host}-{name}.log", env=self.env, cwd=ROOT)
 
     def worker(self, host: str, queue: str, worker_class: str) -> None:
+        # As the Procfile: the in-process workers run RQ's scheduler (delayed retries) for every queue.
+        scheduler = ["--with-scheduler"] if worker_class == "InlineWorker" else []
         self.spawn(
             host,
             queue,
             ["manage.py", "rqworker", queue, "--worker-class", f"backend.runtime.rq.{worker_class}",
-             "--serializer", "rq.serializers.JSONSerializer", "--with-scheduler", "--name", f"{host}-{queue}"],
+             "--serializer", "rq.serializers.JSONSerializer", *scheduler, "--name", f"{host}-{queue}"],
         )  # fmt: skip
 
     def redis(self) -> Redis:

@@ -2,6 +2,8 @@
 
 import json
 import pickle
+import time
+import uuid
 import zlib
 from pathlib import Path
 from typing import Any
@@ -177,3 +179,53 @@ def test_check_warns_about_a_redis_that_can_lose_jobs(redis_clean: Any) -> None:
     with override_settings(QUIRE_CHECK_REDIS_DURABILITY=True):
         ids = {e.id for e in run_checks(tags=["quire"])}
     assert "quire.W002" in ids
+
+
+def _scheduler_locks(conn: Any) -> dict[str, str] | None:
+    """Queue -> name of the worker whose RQ scheduler holds its lock, once every queue's is held."""
+    from django.conf import settings
+
+    held = {q: conn.get(f"rq:scheduler-lock:{q}") for q in settings.RQ_QUEUES}
+    return {q: v.decode() for q, v in held.items()} if all(held.values()) else None
+
+
+def _inline_worker_names() -> set[str]:
+    from django.conf import settings
+
+    return {w.name for q in settings.RQ_QUEUES if q not in settings.FORKING_QUEUES for w in rq_adapter.live_workers(q)}
+
+
+def test_one_scheduler_process_moves_the_delayed_retries_of_every_queue(workers: Any, redis_clean: Any) -> None:
+    """RQ would fork a scheduler process per worker; Quire's in-process workers offer one that
+    serves every queue, and the forking workers run none (their retries are moved all the same)."""
+    import psutil
+    from django.conf import settings
+
+    held = wait_for(lambda: _scheduler_locks(redis_clean), timeout=90, message="every queue's scheduler lock")
+    assert set(held.values()) <= _inline_worker_names(), held
+    for queue in settings.FORKING_QUEUES:
+        assert psutil.Process(workers.procs[queue].pid).children() == [], queue  # idle: no horse, no scheduler
+
+    kind = get_kind("tests.flaky_reports")
+    assert kind is not None
+    key = uuid.uuid4().hex
+    job = kind.enqueue({"key": key, "failures": 1})
+    done = wait_for(lambda: Job.objects.filter(id=job.id, status__in=Job.TERMINAL).first(), timeout=30)
+    assert (done.status, done.attempts, int(redis_clean.get(f"{key}:attempts"))) == ("succeeded", 2, 2)
+
+
+@pytest.mark.slow
+def test_when_the_scheduler_holder_stops_another_worker_takes_its_queues_over(workers: Any, redis_clean: Any) -> None:
+    held = wait_for(lambda: _scheduler_locks(redis_clean), timeout=90, message="every queue's scheduler lock")
+    holder = sorted(set(held.values()))[0]
+    queue = next(q for q, p in workers.procs.items() if holder.startswith(f"test-{q}-"))
+    stopped = time.monotonic()
+    workers.stop(queue)
+
+    def taken_over() -> dict[str, str] | None:
+        now = _scheduler_locks(redis_clean)
+        return now if now and holder not in now.values() else None
+
+    after = wait_for(taken_over, timeout=150, interval=1, message="another worker's scheduler")
+    print(f"\n[figures] scheduler locks taken over {time.monotonic() - stopped:.0f}s after their holder stopped")
+    assert set(after.values()) <= _inline_worker_names()

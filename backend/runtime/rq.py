@@ -5,7 +5,11 @@ Everything else in Quire goes through backend.runtime and never imports rq.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
+import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,6 +23,7 @@ from redis import Redis
 from redis import exceptions as redis_exceptions
 from rq import Retry, SimpleWorker, Worker
 from rq.command import send_stop_job_command
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.executions import Execution, ExecutionRegistry
 from rq.job import Dependency, JobStatus, get_current_job
@@ -31,11 +36,13 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from rq.worker_registration import get_keys as get_worker_keys
 
 logger = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 __all__ = ["JSONJob", "JobTimeoutException"]
 
@@ -50,6 +57,24 @@ class JSONJob(RQJob):
 
     def __init__(self, id: str | None = None, connection: Redis | None = None, serializer: Any = None) -> None:
         super().__init__(id=id, connection=connection, serializer=serializer or JSONSerializer)
+
+
+class _Scheduler(RQScheduler):
+    """RQ's scheduler process, which moves due delayed retries into their queues."""
+
+    def work(self) -> None:
+        # Die with the worker that forked it. An orphan keeps its queues' locks, so no other
+        # worker's scheduler takes over (seen: scheduler processes outliving in-process workers
+        # that a crash test ended with os._exit).
+        if sys.platform == "linux":
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != self._parent_pid:  # the worker died before prctl took effect
+                return
+        super().work()  # type: ignore[no-untyped-call]
+
+    def start(self) -> Any:
+        self._parent_pid = os.getpid()
+        return super().start()  # type: ignore[no-untyped-call]
 
 
 class _QuireWorkerMixin:
@@ -68,6 +93,8 @@ class _QuireWorkerMixin:
     worker_ttl: int
     job_monitoring_interval: int
     _stopped_job_id: str | None
+    serializer: Any
+    scheduler: RQScheduler | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         requested = kwargs.get("serializer")
@@ -80,6 +107,35 @@ class _QuireWorkerMixin:
         kwargs.setdefault("job_monitoring_interval", 5)
         kwargs.setdefault("maintenance_interval", 60)
         super().__init__(*args, **kwargs)
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ gives each worker started with --with-scheduler a scheduler process for its own
+        queues. A Quire worker's scheduler offers to serve every queue instead: the first to
+        take the queues' locks runs the one process, the others stand by and take the locks
+        over at their next maintenance (every minute) once the holder's have lapsed (61 s).
+        The Procfile asks it of the two in-process workers only: one scheduler process instead
+        of five (about 80 MB each), never forked from a worker holding a model."""
+        if burst:
+            super()._start_scheduler(burst, logging_level, date_format, log_format)  # type: ignore[misc]
+            return
+        self.scheduler = _Scheduler(
+            list(settings.RQ_QUEUES),
+            connection=self.connection,
+            logging_level=logging_level or "INFO",
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+            name=self.name,  # the queues' locks name the worker that holds them
+        )
+        self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+        if self.scheduler.acquired_locks:
+            self.scheduler.start()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         # RQ adds 60 s to every routine heartbeat; a dead worker would then look alive for over
