@@ -6,6 +6,7 @@ Everything else in Quire goes through backend.runtime and never imports rq.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -231,7 +232,16 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
         self._warm_up()  # a worker started without --with-scheduler
         # A database socket shared by parent and horse corrupts both sides' protocol state.
         connections.close_all()
-        super().fork_work_horse(job, queue)
+        # The horse's first full garbage collection would walk every object the worker loaded
+        # (Django, the extraction libraries, the model's wrappers), writing to each one's header:
+        # measured 0.1 s of a 0.9 s ingestion job, and every page it touches is copied out of
+        # the memory the horse shares with the worker. Frozen objects are left out of
+        # collections; the worker unfreezes its own once the horse is forked.
+        gc.freeze()
+        try:
+            super().fork_work_horse(job, queue)
+        finally:
+            gc.unfreeze()
 
 
 class InlineWorker(_QuireWorkerMixin, SimpleWorker):
