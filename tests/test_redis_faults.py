@@ -154,12 +154,10 @@ def test_workers_reconnect_after_redis_is_unreachable_for_thirty_seconds(own_red
 
 
 @pytest.mark.parametrize("claimed", ["queued", "scheduled"])
-def test_a_job_rq_calls_waiting_but_holds_nowhere_is_re_enqueued(
-    claimed: str, redis_clean: Any, transactional_db: Any
-) -> None:
+def test_a_job_rq_calls_waiting_but_holds_nowhere_is_re_enqueued(claimed: str, workers: Any, redis_clean: Any) -> None:
     """A half-done delete (see tests/test_chaos.py, expired execution record) or a partial loss of
     Redis can leave a job hash that says queued or scheduled with no queue or schedule holding
-    it. No worker runs here, so the job stays where the reconciler puts it."""
+    it. The default queue's worker is stopped, so the job stays where the reconciler puts it."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -167,6 +165,7 @@ def test_a_job_rq_calls_waiting_but_holds_nowhere_is_re_enqueued(
 
     from backend.runtime import rq as rq_adapter
 
+    workers.stop("default")
     kind = get_kind("tests.record")
     assert kind is not None
     job = kind.enqueue({"key": "nowhere", "name": "x"})
