@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from rest_framework import status
@@ -185,11 +185,21 @@ def sources_add(
     saved: list[str] = []
     try:
         with transaction.atomic():
+            _allow_slow_storage_writes()
             result = _create_sources(notebook, owner, checked, urls, text, title, saved)
     except BaseException:
         _delete_files(saved)
         raise
     return result
+
+
+def _allow_slow_storage_writes() -> None:
+    """This transaction stores the uploaded files (up to 20 x 50 MB, to S3 perhaps) between its
+    queries: lift PostgreSQL's idle-in-transaction limit (DATABASE_IDLE_TRANSACTION_TIMEOUT),
+    for this transaction only."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
 
 
 def _create_sources(

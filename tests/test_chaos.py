@@ -307,8 +307,8 @@ def test_a_transaction_left_open_by_a_vanished_host_does_not_block_other_workers
     workers: Any, make_user: Any, api_client_for: Any, process_env: dict[str, str]
 ) -> None:
     """A worker host cut off inside a transaction keeps its session, and its row locks, open on
-    the server. Found by tests/test_multihost.py: the notebook row stayed locked and the other
-    host's ingestion waited on it. The server now ends such a session after
+    the server until TCP gives up (hours); here it holds the notebook row, which every
+    ingestion job's last step updates. The server now ends such a session after
     DATABASE_IDLE_TRANSACTION_TIMEOUT seconds (3 here)."""
     from django.db import connection
 

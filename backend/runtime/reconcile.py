@@ -64,11 +64,7 @@ def reconcile() -> dict[str, int]:
             if services.job_push(job_id=job.id):
                 logger.warning("Re-enqueued abandoned job %s (%s)", job.id, job.kind)
                 counts["pushed"] += 1
-        elif (
-            rq_status in ("queued", "scheduled")
-            and job.updated_at <= settled
-            and not rq_adapter.held(job.queue, job.id, rq_status)
-        ):
+        elif rq_status in ("queued", "scheduled") and job.updated_at <= settled and _held_nowhere(job, rq_status):
             # RQ's job hash says it waits, but no queue or schedule holds it: a half-done
             # delete or a partial loss of Redis. Nothing would ever run it.
             if services.job_push(job_id=job.id):
@@ -84,6 +80,12 @@ def reconcile() -> dict[str, int]:
     if any(counts[k] for k in ("pushed", "lost_retried", "lost_failed")):
         logger.warning("Reconciled jobs: %s", counts)
     return counts
+
+
+def _held_nowhere(job: Job, rq_status: str) -> bool:
+    # RQ changes a job's status and moves it (schedule -> queue, queue -> started) in one
+    # transaction, so a status still the same after the look was not caught mid-move.
+    return not rq_adapter.held(job.queue, job.id, rq_status) and rq_adapter.status_of(job.id) == rq_status
 
 
 def _abandoned(job_id: str) -> bool:

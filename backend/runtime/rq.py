@@ -199,6 +199,16 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._warm = False
+        self._scheduler_first = False
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        self._scheduler_first = bool(kwargs.get("with_scheduler"))
+        return super().work(*args, **kwargs)
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        if not self._scheduler_first:
+            self._warm_up()  # at start, not in the first job (see _start_scheduler otherwise)
 
     def _start_scheduler(self, *args: Any, **kwargs: Any) -> None:
         # RQ forks its scheduler process here: before the preload, so that process does not
@@ -229,7 +239,7 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
         self.heartbeat()  # the preload may have taken a while since the worker registered
 
     def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
-        self._warm_up()  # a worker started without --with-scheduler
+        self._warm_up()  # no-op once warm (bootstrap or _start_scheduler did it)
         # A database socket shared by parent and horse corrupts both sides' protocol state.
         connections.close_all()
         # The horse's first full garbage collection would walk every object the worker loaded
@@ -376,12 +386,20 @@ def _delete(job: RQJob) -> None:
     conn = job.connection
     executions = ExecutionRegistry(job_id=job.id, connection=conn)
     started = StartedJobRegistry(job.origin, connection=conn)
-    for raw in conn.zrange(executions.key, 0, -1):
-        execution = Execution(id=raw.decode() if isinstance(raw, bytes) else str(raw), job_id=job.id, connection=conn)
-        if not conn.exists(execution.key):
-            conn.zrem(executions.key, execution.id)
-            conn.zrem(started.key, execution.composite_key)
-    job.delete(remove_from_queue=True)
+    for attempt in range(2):
+        for raw in conn.zrange(executions.key, 0, -1):
+            execution = Execution(
+                id=raw.decode() if isinstance(raw, bytes) else str(raw), job_id=job.id, connection=conn
+            )
+            if not conn.exists(execution.key):
+                conn.zrem(executions.key, execution.id)
+                conn.zrem(started.key, execution.composite_key)
+        try:
+            job.delete(remove_from_queue=True)
+            return
+        except ValueError:
+            if attempt:  # one expired again between the check and the delete: once more only
+                raise
 
 
 def held(queue: str, job_id: str, status: str) -> bool:

@@ -88,17 +88,21 @@ else:
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A host that drops off the network inside a transaction leaves its session open on the
     # server, holding its row locks until TCP gives up (hours by default), and every worker that
-    # needs those rows waits as long (tests/test_multihost.py found it: a host cut while it
-    # wrote a source's chunks held the notebook row). So the server ends a session that sits
-    # idle inside a transaction for DATABASE_IDLE_TRANSACTION_TIMEOUT seconds (Quire never
-    # waits on anything slow inside one) and both ends probe a silent peer with TCP keepalives.
+    # needs those rows waits as long (tests/test_chaos.py shows it with the notebook row, which
+    # every ingestion job's last step updates). So the server ends a session that sits idle
+    # inside a transaction for DATABASE_IDLE_TRANSACTION_TIMEOUT seconds (the one transaction
+    # that waits on slow work, storing uploads, lifts it for itself: notebooks.services) and
+    # both ends probe a silent peer with TCP keepalives.
+    # PgBouncer refuses startup options: DATABASE_SESSION_OPTIONS=false, and set these on the
+    # role instead (ALTER ROLE quire SET idle_in_transaction_session_timeout = '60s').
     _options = DATABASES["default"].setdefault("OPTIONS", {})
-    _idle_ms = env.int("DATABASE_IDLE_TRANSACTION_TIMEOUT", default=60) * 1000
-    _server = (
-        f"-c idle_in_transaction_session_timeout={_idle_ms} -c tcp_keepalives_idle=30"
-        " -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3 -c tcp_user_timeout=60000"
-    )
-    _options["options"] = f"{_options.get('options', '')} {_server}".strip()
+    if env.bool("DATABASE_SESSION_OPTIONS", default=True):
+        _idle_ms = env.int("DATABASE_IDLE_TRANSACTION_TIMEOUT", default=60) * 1000
+        _server = (
+            f"-c idle_in_transaction_session_timeout={_idle_ms} -c tcp_keepalives_idle=30"
+            " -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3 -c tcp_user_timeout=60000"
+        )
+        _options["options"] = f"{_options.get('options', '')} {_server}".strip()
     _client = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
     for _key, _value in _client.items():
         _options.setdefault(_key, _value)
