@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from rest_framework import status
@@ -182,43 +182,60 @@ def sources_add(
     if text is not None and not text.strip():
         raise SourceRejected("The text is empty.", code="EMPTY_TEXT")
 
-    saved: list[str] = []
+    # Files are stored before the transaction opens: storing up to 20 x 50 MB (to S3 perhaps)
+    # inside it would hold the database's locks (SQLite's one writer lock, PostgreSQL's
+    # idle-in-transaction limit) for as long as the storage takes.
+    stored: dict[str, str] = {}
     try:
+        _store_files(notebook, checked, stored)
         with transaction.atomic():
-            _allow_slow_storage_writes()
-            result = _create_sources(notebook, owner, checked, urls, text, title, saved)
+            result = _create_sources(notebook, owner, checked, stored, urls, text, title)
     except BaseException:
-        _delete_files(saved)
+        _delete_files(list(stored.values()))
         raise
+    # A file stored above whose content another request added meanwhile: reported as a
+    # duplicate, so its copy goes.
+    used = {source.file.name for source in result.sources if source.file}
+    _delete_files([name for name in stored.values() if name not in used])
     return result
 
 
-def _allow_slow_storage_writes() -> None:
-    """This transaction stores the uploaded files (up to 20 x 50 MB, to S3 perhaps) between its
-    queries: lift PostgreSQL's idle-in-transaction limit (DATABASE_IDLE_TRANSACTION_TIMEOUT),
-    for this transaction only."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+def _known_hashes(notebook: Notebook) -> dict[str, Any]:
+    """content hash -> id of the notebook's sources that count for duplicates."""
+    return dict(
+        Source.objects.filter(notebook=notebook)
+        .exclude(content_hash="")
+        .exclude(status__in=(Source.Status.FAILED, Source.Status.CANCELLED))
+        .values_list("content_hash", "id")
+    )
+
+
+def _store_files(notebook: Notebook, checked: list[_CheckedFile], stored: dict[str, str]) -> None:
+    """Store each file whose content the notebook does not have yet (once per content);
+    ``stored`` maps content hash -> storage name as files land, for the caller to clean up."""
+    known = _known_hashes(notebook)
+    for item in checked:
+        if item.digest not in known and item.digest not in stored:
+            _store_file(notebook, item, stored)
+
+
+def _store_file(notebook: Notebook, item: _CheckedFile, stored: dict[str, str]) -> None:
+    item.upload.seek(0)
+    stored[item.digest] = default_storage.save(f"sources/{notebook.id}/{uuid.uuid4().hex}.{item.kind}", item.upload)
 
 
 def _create_sources(
     notebook: Notebook,
     owner: Any,
     checked: list[_CheckedFile],
+    stored: dict[str, str],
     urls: Sequence[str],
     text: str | None,
     title: str,
-    saved: list[str],
 ) -> SourcesAdded:
     from notebooks.jobs import build_overview, process_source
 
-    existing = dict(
-        Source.objects.filter(notebook=notebook)
-        .exclude(content_hash="")
-        .exclude(status__in=(Source.Status.FAILED, Source.Status.CANCELLED))
-        .values_list("content_hash", "id")
-    )
+    existing = _known_hashes(notebook)  # again, inside the transaction: another upload may have won
     batch = batch_create(owner=owner, notebook_id=notebook.id, label="sources")
     sources: list[Source] = []
     duplicates: list[dict[str, str]] = []
@@ -242,10 +259,9 @@ def _create_sources(
             size=item.upload.size or 0,
             content_hash=item.digest,
         )
-        item.upload.seek(0)
-        stored = default_storage.save(f"sources/{notebook.id}/{uuid.uuid4().hex}.{item.kind}", item.upload)
-        saved.append(stored)
-        source.file.name = stored
+        if item.digest not in stored:  # counted as a duplicate until that source went away
+            _store_file(notebook, item, stored)
+        source.file.name = stored[item.digest]
         sources.append(source)
         existing[item.digest] = source.id
     for url in urls:

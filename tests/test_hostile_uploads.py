@@ -190,3 +190,63 @@ def test_hostile_files_fail_as_jobs_with_a_reason_and_bounded_memory(
         assert error and "Traceback" not in error and "/tmp" not in error
     assert peak < 1500 * 2**20
     assert all(j.attempts == 1 for j in Job.objects.filter(notebook_id=notebook.id, kind="notebooks.process_source"))
+
+
+def _stored_files(notebook: Notebook) -> list[Path]:
+    folder = Path(settings.MEDIA_ROOT) / "sources" / str(notebook.id)
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.mark.django_db
+def test_a_file_another_upload_added_while_it_was_stored_is_a_duplicate_and_leaves_no_copy(
+    make_user: Any, api_client_for: Any, redis_clean: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files are stored before the upload's transaction opens; a concurrent upload of the same
+    content that commits in between wins, and the late copy is reported and removed."""
+    from notebooks import services
+
+    user = make_user()
+    notebook = Notebook.objects.create(owner=user, title="race")
+    data = docs.roman_roads_markdown()
+    store = services._store_files
+
+    def store_then_lose_the_race(nb: Notebook, checked: Any, stored: dict[str, str]) -> None:
+        store(nb, checked, stored)
+        assert len(stored) == 1  # this request's copy is on disk now
+        Source.objects.create(
+            notebook=nb, kind=Source.Kind.TEXT, title="first", content_type="md", content_hash=checked[0].digest
+        )
+
+    monkeypatch.setattr(services, "_store_files", store_then_lose_the_race)
+    response = api_client_for(user).post(
+        f"/api/v1/notebooks/{notebook.id}/sources/", {"files": [SimpleUploadedFile("roads.md", data)]}
+    )
+    assert response.status_code == 202, response.content
+    body = response.json()
+    first = Source.objects.get(notebook=notebook, title="first")
+    assert body["sources"] == [] and body["duplicates"] == [{"name": "roads.md", "existing_source": str(first.id)}]
+    assert _stored_files(notebook) == []
+    assert Source.objects.filter(notebook=notebook).count() == 1 and not Job.objects.filter(notebook_id=notebook.id).exists()
+
+
+@pytest.mark.django_db
+def test_an_upload_whose_transaction_fails_leaves_no_stored_file(
+    make_user: Any, redis_clean: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notebooks import services
+
+    user = make_user()
+    notebook = Notebook.objects.create(owner=user, title="rollback")
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("database refused the insert")
+
+    monkeypatch.setattr(Source.objects, "bulk_create", refuse)
+    files = [
+        SimpleUploadedFile("roads.md", docs.roman_roads_markdown()),
+        SimpleUploadedFile("jazz.html", docs.jazz_html()),
+    ]
+    with pytest.raises(RuntimeError, match="refused"):
+        services.sources_add(notebook=notebook, owner=user, files=files)
+    assert _stored_files(notebook) == []
+    assert not Source.objects.filter(notebook=notebook).exists() and not Job.objects.filter(notebook_id=notebook.id).exists()

@@ -90,8 +90,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # server, holding its row locks until TCP gives up (hours by default), and every worker that
     # needs those rows waits as long (tests/test_chaos.py shows it with the notebook row, which
     # every ingestion job's last step updates). So the server ends a session that sits idle
-    # inside a transaction for DATABASE_IDLE_TRANSACTION_TIMEOUT seconds (the one transaction
-    # that waits on slow work, storing uploads, lifts it for itself: notebooks.services) and
+    # inside a transaction for DATABASE_IDLE_TRANSACTION_TIMEOUT seconds (no transaction waits on
+    # slow work: uploads are stored before theirs opens, notebooks.services.sources_add) and
     # both ends probe a silent peer with TCP keepalives.
     # PgBouncer refuses startup options: DATABASE_SESSION_OPTIONS=false, and set these on the
     # role instead (ALTER ROLE quire SET idle_in_transaction_session_timeout = '60s').
@@ -246,6 +246,10 @@ QUIRE_FETCH_ALLOWED_PORTS = env.list("QUIRE_FETCH_ALLOWED_PORTS", cast=int, defa
 QUIRE_FETCH_MAX_BYTES = env.int("QUIRE_FETCH_MAX_BYTES", default=20 * 1024 * 1024)
 QUIRE_FETCH_TIMEOUT_SECONDS = env.float("QUIRE_FETCH_TIMEOUT_SECONDS", default=30.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # JSON bodies (pasted text)
+# Request bodies and uploaded files up to this size stay in memory instead of a temporary file
+# (Django's 2.5 MB default spooled a typical 10-file upload to disk and read it back: about a
+# tenth of the upload API's CPU in the benchmark). Larger ones still go to disk.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("QUIRE_UPLOAD_MEMORY_BYTES", default=16 * 1024 * 1024)
 # Loaded by a forking worker before it forks, so every job's work-horse inherits it.
 QUIRE_WORKER_PRELOAD: dict[str, list[str]] = {
     "notebook_processing": ["notebooks.services.ingestion_preload"],

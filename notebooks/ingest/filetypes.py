@@ -69,6 +69,10 @@ _HTML_START = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")
+# The same characters as bytes: in UTF-8 and Windows-1252 each is one byte of the same value and
+# no other character contains it, so they can be counted in the bytes (a C loop; the regex over
+# the decoded text took a third of a millisecond per 64 KB).
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
 _MAX_CONTROL_SHARE = 0.01
 
 
@@ -90,6 +94,7 @@ def read_source(source: Source) -> bytes:
 def decode_text(data: bytes) -> str:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = _decode(data, "utf-16")
+        controls = len(_CONTROL.findall(text))
     elif b"\x00" in data:
         raise NotText("NUL bytes")
     else:
@@ -97,7 +102,8 @@ def decode_text(data: bytes) -> str:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             text = _decode(data, "cp1252")
-    if text and len(_CONTROL.findall(text)) > len(text) * _MAX_CONTROL_SHARE:
+        controls = len(data) - len(data.translate(None, _CONTROL_BYTES))
+    if text and controls > len(text) * _MAX_CONTROL_SHARE:
         raise NotText("control characters")
     if "\x00" in text:
         raise NotText("NUL characters")
@@ -160,7 +166,7 @@ def detect_type(source: Source, filename: str) -> Kind:
     else:
         raise TypeMismatch(f"The file is named {ext} but its content is {description}.")
 
-    if kind in _TEXT_KINDS and not decode_text(_head(data)).strip() and len(data) <= SNIFF_BYTES:
+    if kind in _TEXT_KINDS and len(data) <= SNIFF_BYTES and not decode_text(data).strip():
         raise EmptyFile("The file contains only whitespace.")
     return kind
 
