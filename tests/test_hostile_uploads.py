@@ -226,7 +226,8 @@ def test_a_file_another_upload_added_while_it_was_stored_is_a_duplicate_and_leav
     first = Source.objects.get(notebook=notebook, title="first")
     assert body["sources"] == [] and body["duplicates"] == [{"name": "roads.md", "existing_source": str(first.id)}]
     assert _stored_files(notebook) == []
-    assert Source.objects.filter(notebook=notebook).count() == 1 and not Job.objects.filter(notebook_id=notebook.id).exists()
+    assert Source.objects.filter(notebook=notebook).count() == 1
+    assert not Job.objects.filter(notebook_id=notebook.id).exists()
 
 
 @pytest.mark.django_db
@@ -249,4 +250,5 @@ def test_an_upload_whose_transaction_fails_leaves_no_stored_file(
     with pytest.raises(RuntimeError, match="refused"):
         services.sources_add(notebook=notebook, owner=user, files=files)
     assert _stored_files(notebook) == []
-    assert not Source.objects.filter(notebook=notebook).exists() and not Job.objects.filter(notebook_id=notebook.id).exists()
+    assert not Source.objects.filter(notebook=notebook).exists()
+    assert not Job.objects.filter(notebook_id=notebook.id).exists()

@@ -17,6 +17,7 @@ import contextlib
 import statistics
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -121,6 +122,30 @@ def cpu_seconds(workers: list[Proc]) -> float:
     return total
 
 
+def page_faults(workers: list[Proc]) -> int:
+    """Minor page faults so far of these worker processes and the work-horses they have reaped
+    (/proc/PID/stat minflt + cminflt): after a fork, the first write to each shared page faults
+    and copies it, in the horse and in the worker alike."""
+    total = 0
+    for worker in workers:
+        try:
+            fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[7]) + int(fields[8])  # fields 10 and 11 of proc(5), after pid and comm
+    return total
+
+
+def kernel_cpu(workers: list[Proc]) -> float:
+    """CPU seconds the kernel spent for these workers and their reaped work-horses."""
+    total = 0.0
+    for worker in workers:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(worker.pid).cpu_times()
+            total += t.system + t.children_system
+    return total
+
+
 def redis_cpu(conn: Any) -> float:
     info = conn.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
@@ -129,6 +154,7 @@ def redis_cpu(conn: Any) -> float:
 def throughput(side: Quire | Bare, n: int, workers: list[Proc], conn: Any) -> dict[str, float]:
     """Jobs/s drained, ms per enqueue call, and CPU ms per job (enqueuing process, workers, Redis)."""
     cpu_workers, cpu_redis = cpu_seconds(workers), redis_cpu(conn)
+    faults, kernel = page_faults(workers), kernel_cpu(workers)
     t0 = time.time()
     cpu_enqueue = time.process_time()
     ids = [side.enqueue() for _ in range(n)]
@@ -142,6 +168,8 @@ def throughput(side: Quire | Bare, n: int, workers: list[Proc], conn: Any) -> di
         "cpu_enqueue_ms": cpu_enqueue * 1000 / n,
         "cpu_workers_ms": (cpu_seconds(workers) - cpu_workers) * 1000 / n,
         "cpu_redis_ms": (redis_cpu(conn) - cpu_redis) * 1000 / n,
+        "faults": (page_faults(workers) - faults) / n,
+        "cpu_kernel_ms": (kernel_cpu(workers) - kernel) * 1000 / n,
     }
 
 
@@ -182,7 +210,7 @@ def run(ctx: Context) -> list[Row]:
     figures: dict[str, list[float]] = {
         f"{side}_{k}": []
         for side in "qb"
-        for k in ("tp", "enq", "p50", "p99", "cpu_enqueue", "cpu_workers", "cpu_redis")
+        for k in ("tp", "enq", "p50", "p99", "cpu_enqueue", "cpu_workers", "cpu_redis", "faults", "cpu_kernel")
     }
     figures.update({"i_tp": [], "i_b_tp": []})
     try:
@@ -199,8 +227,9 @@ def run(ctx: Context) -> list[Row]:
                 measured = throughput(side, n, workers_of[key], bare.conn)
                 figures[f"{key}_tp"].append(measured["rate"])
                 figures[f"{key}_enq"].append(measured["enqueue_ms"])
-                for part in ("cpu_enqueue", "cpu_workers", "cpu_redis"):
+                for part in ("cpu_enqueue", "cpu_workers", "cpu_redis", "cpu_kernel"):
                     figures[f"{key}_{part}"].append(measured[f"{part}_ms"])
+                figures[f"{key}_faults"].append(measured["faults"])
             # In-process workers against a bare RQ run next to it in time.
             figures["i_tp"].append(throughput(inline, n, inline_workers, bare.conn)["rate"])
             figures["i_b_tp"].append(throughput(bare, n, bare_workers, bare.conn)["rate"])
@@ -224,6 +253,15 @@ def run(ctx: Context) -> list[Row]:
         return f"{sum(parts):.1f} ms (enqueuing {parts[0]:.1f} + workers {parts[1]:.1f} + Redis {parts[2]:.1f})"
 
     ctx.notes.append(f"job overhead: CPU per no-op job: Quire {cpu('q')}; bare RQ {cpu('b')}")
+
+    def kernel(key: str) -> str:
+        faults, ms = statistics.median(figures[f"{key}_faults"]), statistics.median(figures[f"{key}_cpu_kernel"])
+        return f"{faults:,.0f} page faults and {ms:.1f} ms of kernel CPU"
+
+    ctx.notes.append(
+        f"job overhead: per no-op job on the forking workers, Quire {kernel('q')}; bare RQ {kernel('b')} "
+        "(fork, copy-on-write faults, exit)"
+    )
     base = "bare RQ"
     return [
         Row(TITLE, f"throughput, 2 forking workers, {n} jobs", "jobs/s", figures["q_tp"], figures["b_tp"], base,

@@ -1,6 +1,7 @@
 """Upload API: latency of ``POST /api/v1/notebooks/{id}/sources/`` carrying 10 Markdown files of
 1 MB each (multipart), from 8 concurrent clients, while the ingestion worker is busy with what they
-upload; against ``GET /healthz`` polled by one more client under the same load.
+upload; against ``GET /healthz`` polled by one more client under the same load. Then the same
+requests from one client: the cost of an upload without the queue 8 clients build on 2 cores.
 
 Every file is unique (a salted header), so none is refused as a duplicate; each request queues
 10 ingestion jobs and an overview job. After each run the notebook is deleted through the service,
@@ -23,9 +24,10 @@ CLIENTS = 8
 FILES = 10
 FILE_BYTES = 1024 * 1024
 HEALTH_INTERVAL = 0.1
+SINGLE_CLIENT_REQUESTS = 10
 
 
-def one_run(ctx: Context, label: str, requests_per_client: int, base: str) -> dict[str, Any]:
+def one_run(ctx: Context, label: str, requests_per_client: int, base: str, clients: int = CLIENTS) -> dict[str, Any]:
     notebook = ctx.new_notebook(f"bench: upload {label}")
     url = f"/api/v1/notebooks/{notebook}/sources/"
     uploads: list[float] = []
@@ -33,7 +35,7 @@ def one_run(ctx: Context, label: str, requests_per_client: int, base: str) -> di
     health: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
-    ready = threading.Barrier(CLIENTS + 1)
+    ready = threading.Barrier(clients + 1)
     halt = threading.Event()
 
     def client(k: int) -> None:
@@ -68,7 +70,7 @@ def one_run(ctx: Context, label: str, requests_per_client: int, base: str) -> di
                 health.append((time.perf_counter() - start) * 1000)
                 halt.wait(HEALTH_INTERVAL)
 
-    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
     for t in threads:
         t.start()
     prober = threading.Thread(target=poll_health, daemon=True)
@@ -97,21 +99,24 @@ def run(ctx: Context) -> list[Row]:
     per_client = ctx.size(5, 3)
     runs = ctx.runs(3)
     base = prose(20_000, seed=8)
-    results = []
+    results, alone = [], []
     for i in range(runs):
         result = one_run(ctx, f"r{i + 1}", per_client, base)
         results.append(result)
+        # The same request from one client (the worker busy with what it sends): the cost of
+        # one upload without the queue that 8 clients on 2 cores build.
+        alone.append(one_run(ctx, f"a{i + 1}", SINGLE_CLIENT_REQUESTS, base, clients=1))
         say(
             f"  run {i + 1}/{runs}: {len(result['uploads_ms'])} uploads, p50 "
             f"{percentile(result['uploads_ms'], 50):.0f} ms, p99 {percentile(result['uploads_ms'], 99):.0f} ms; "
             f"healthz p99 {percentile(result['health_ms'], 99):.0f} ms; statuses {result['statuses']}"
         )
     bad: dict[int, int] = {}
-    for r in results:
+    for r in [*results, *alone]:
         for code, n in r["statuses"].items():
             if code != 202:
                 bad[code] = bad.get(code, 0) + n
-    errors = [e for r in results for e in r["errors"]]
+    errors = [e for r in [*results, *alone] for e in r["errors"]]
     if bad or errors:
         ctx.notes.append(f"upload API: answers other than 202 (left out of the latencies): {bad}; errors: {errors[:3]}")
     ctx.details[NAME] = {
@@ -120,6 +125,7 @@ def run(ctx: Context) -> list[Row]:
         "file_bytes": FILE_BYTES,
         "requests_per_client": per_client,
         "runs": [{k: v for k, v in r.items()} for r in results],
+        "one_client_runs": alone,
     }
     p99 = [percentile(r["uploads_ms"], 99) for r in results]
     p50 = [percentile(r["uploads_ms"], 50) for r in results]
@@ -130,4 +136,12 @@ def run(ctx: Context) -> list[Row]:
         Row(TITLE, f"{what}, p99", "ms", p99, h99, "GET /healthz", "≤ 150 ms", lambda v, b: v <= 150),
         Row(TITLE, f"{what}, p50", "ms", p50, h50, "GET /healthz"),
         Row(TITLE, "upload throughput", "MB/s", [r["mb_per_s"] for r in results]),
+        Row(
+            TITLE,
+            f"POST sources, {FILES} x 1 MB, 1 client, p50",
+            "ms",
+            [percentile(r["uploads_ms"], 50) for r in alone],
+            [percentile(r["health_ms"], 50) for r in alone],
+            "GET /healthz",
+        ),
     ]
