@@ -26,9 +26,12 @@ REDIS_URL = urlunsplit(_redis._replace(path=f"/{BENCH_REDIS_DB}"))
 for _config in RQ_QUEUES.values():
     _config["URL"] = REDIS_URL
 
+_DEV_DATABASE = DATABASES["default"]  # noqa: F405
 DATABASES = {
     "default": env.db("QUIRE_BENCH_DATABASE_URL", default=f"sqlite:///{BENCH_DATABASE_PATH}"),
 }
+# Connection reuse as base.py sets it.
+DATABASES["default"].update({k: _DEV_DATABASE[k] for k in ("CONN_MAX_AGE", "CONN_HEALTH_CHECKS")})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The same options as base.py gives the default SQLite database.
     DATABASES["default"]["OPTIONS"] = {

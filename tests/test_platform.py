@@ -251,3 +251,105 @@ def test_a_forking_worker_loads_its_model_at_start_not_in_its_first_job(workers:
 
     wait_for(loaded, timeout=60, interval=0.5, message="the embedding model in the idle worker")
     assert Job.objects.count() == 0  # no job ran: the worker loaded it by itself
+
+
+def _token_client(live_server_url: str, user: Any) -> Any:
+    import httpx
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=user)
+    return httpx.Client(base_url=live_server_url, headers={"Authorization": f"Token {token.key}"}, timeout=30)
+
+
+def _postgresql_only() -> Any:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL server sessions only")
+    return connection
+
+
+def test_more_concurrent_requests_than_request_threads_are_all_answered(live_server_url: str, make_user: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.conf import settings
+
+    from notebooks.models import Notebook
+
+    user = make_user()
+    notebook = Notebook.objects.create(owner=user, title="busy")
+    n = settings.QUIRE_WEB_THREADS * 3
+    with _token_client(live_server_url, user) as http, ThreadPoolExecutor(n) as pool:
+        answers = list(pool.map(lambda i: http.get(f"/api/v1/notebooks/{notebook.id}/"), range(n)))
+    assert [a.status_code for a in answers] == [200] * n
+    assert {a.json()["title"] for a in answers} == {"busy"}
+
+
+def test_the_web_process_keeps_its_database_connections_between_requests(live_server_url: str, make_user: Any) -> None:
+    """Django under ASGI would open a connection per request (a new server process each, on
+    PostgreSQL); the web's request threads keep theirs (backend.asgi)."""
+    connection = _postgresql_only()
+    user = make_user()
+    from notebooks.models import Notebook
+
+    notebook = Notebook.objects.create(owner=user, title="reuse")
+
+    def sessions() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+            return int(cursor.fetchone()[0])
+
+    with _token_client(live_server_url, user) as http:
+        http.get(f"/api/v1/notebooks/{notebook.id}/").raise_for_status()  # a request thread connects
+        before = sessions()
+        for _ in range(40):
+            assert http.get(f"/api/v1/notebooks/{notebook.id}/").status_code == 200
+        opened = sessions() - before
+    assert opened <= 2, f"{opened} new database sessions for 40 sequential requests"
+
+
+def test_a_request_after_the_database_dropped_the_webs_connection_is_answered(
+    live_server_url: str, make_user: Any
+) -> None:
+    """A kept connection the server has closed (a restart, a failover, an idle timeout) is
+    noticed at the start of the next request and replaced, instead of failing it."""
+    connection = _postgresql_only()
+    user = make_user()
+    from notebooks.models import Notebook
+
+    notebook = Notebook.objects.create(owner=user, title="dropped")
+    with _token_client(live_server_url, user) as http:
+        assert http.get(f"/api/v1/notebooks/{notebook.id}/").status_code == 200
+        with connection.cursor() as cursor:
+            # The web's session is the one whose last query named this notebook.
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE %s",
+                [f"%{notebook.id.hex}%"],
+            )
+            assert [row[0] for row in cursor.fetchall()] == [True]
+        answers = [http.get(f"/api/v1/notebooks/{notebook.id}/").status_code for _ in range(3)]
+    assert answers == [200, 200, 200]
+
+
+def test_a_job_after_the_database_dropped_the_workers_connection_runs(workers: Any, redis_clean: Any) -> None:
+    """An in-process worker keeps its connection from job to job; one the server has closed is
+    replaced before the next job instead of failing it (and every job after it)."""
+    connection = _postgresql_only()
+    echo = get_kind("tests.echo_default")
+    assert echo is not None
+    first = echo.enqueue({"value": "before"})
+    wait_for(lambda: Job.objects.filter(id=first.id, status=Job.Status.SUCCEEDED).exists(), message="first job")
+    with connection.cursor() as cursor:
+        # The worker's session is the one whose last query named that job (its success).
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE %s",
+            [f"%{first.id}%"],
+        )
+        assert [row[0] for row in cursor.fetchall()] == [True]
+    second = echo.enqueue({"value": "after"})
+    done = wait_for(
+        lambda: Job.objects.filter(id=second.id, status__in=Job.TERMINAL).first(), message="second job", timeout=30
+    )
+    assert (done.status, done.attempts) == (Job.Status.SUCCEEDED, 1), done.error

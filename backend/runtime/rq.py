@@ -18,7 +18,7 @@ from typing import Any
 
 import django_rq
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
 from redis import Redis
 from redis import exceptions as redis_exceptions
@@ -171,6 +171,13 @@ class _QuireWorkerMixin:
             except redis_exceptions.ConnectionError:
                 continue
             delay = 1.0
+
+    def execute_job(self, job: RQJob, queue: Queue) -> Any:
+        # The worker keeps its database connection from job to job: one the server has closed
+        # meanwhile (a restart, a failover) is replaced here, not discovered by the job (seen:
+        # every later job of an in-process worker stuck on the dead connection).
+        close_old_connections()
+        return super().execute_job(job, queue)  # type: ignore[misc]
 
     def handle_job_failure(
         self, job: RQJob, queue: Queue, started_job_registry: Any = None, exc_string: str = ""

@@ -83,8 +83,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+# The web's request threads (backend.asgi) and the workers keep a connection between requests
+# and jobs; a request thread checks its connection's age and health when a request starts.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A host that drops off the network inside a transaction leaves its session open on the
     # server, holding its row locks until TCP gives up (hours by default), and every worker that
@@ -232,6 +234,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("QUIRE_LOG_LEVEL", default="INFO")},
     "loggers": {"rq.worker": {"level": "INFO"}},
 }
+# Threads per web process that run requests (the event-stream connections wait on the event
+# loop, not here); each keeps a database connection.
+QUIRE_WEB_THREADS = env.int("QUIRE_WEB_THREADS", default=16)
 QUIRE_SSE_HEARTBEAT_SECONDS = env.float("QUIRE_SSE_HEARTBEAT_SECONDS", default=15.0)
 QUIRE_SERVE_STATIC = env.bool("QUIRE_SERVE_STATIC", default=True)
 
