@@ -344,8 +344,15 @@ def status_of(job_id: str) -> str | None:
 
 def overdue_seconds(queue: str, job_id: str) -> float | None:
     """How long past its time a scheduled job (a delayed retry) still waits, or None."""
-    score = connection(queue).zscore(f"rq:scheduled:{queue}", job_id)
-    return None if score is None else time.time() - float(score)
+    score = _scheduled_at(queue, job_id)
+    return None if score is None else time.time() - score
+
+
+def _scheduled_at(queue: str, job_id: str) -> float | None:
+    """When RQ's scheduled registry of this queue means to enqueue the job (None: not there)."""
+    conn = connection(queue)
+    score = conn.zscore(ScheduledJobRegistry(queue, connection=conn).key, job_id)  # type: ignore[no-untyped-call]
+    return None if score is None else float(score)
 
 
 def prevent_retry(job: RQJob) -> None:
@@ -412,11 +419,10 @@ def _delete(job: RQJob) -> None:
 def held(queue: str, job_id: str, status: str) -> bool:
     """Whether RQ really holds a job it calls queued (in its queue, or being taken from it)
     or scheduled (in the scheduled registry)."""
-    conn = connection(queue)
     if status == "scheduled":
-        return conn.zscore(ScheduledJobRegistry(queue, connection=conn).key, job_id) is not None  # type: ignore[no-untyped-call]
+        return _scheduled_at(queue, job_id) is not None
     q = get_queue(queue)
-    return q.get_job_position(job_id) is not None or conn.lpos(q.intermediate_queue_key, job_id) is not None
+    return q.get_job_position(job_id) is not None or q.connection.lpos(q.intermediate_queue_key, job_id) is not None
 
 
 def queue_position(queue: str, job_id: str) -> int | None:
