@@ -27,6 +27,10 @@ class SyncChainASGIHandler(ASGIHandler):
       connection (0.75 ms for SQLite; for PostgreSQL a new server process per request). The
       pool's QUIRE_WEB_THREADS threads keep theirs for DATABASE_CONN_MAX_AGE seconds, checked
       at the start and end of each request as Django does under WSGI.
+    - Django also gives each request a ThreadSensitiveContext: one more new thread per request,
+      for the little that still runs outside the pool (the request_started/finished signals,
+      closing the response). Without it that runs on asgiref's one shared thread: 0.55 ms less
+      per request, measured on a 404.
     """
 
     def __init__(self) -> None:
@@ -35,6 +39,11 @@ class SyncChainASGIHandler(ASGIHandler):
         BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
         self._threads = ThreadPoolExecutor(settings.QUIRE_WEB_THREADS, thread_name_prefix="request")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         response: HttpResponseBase = await sync_to_async(
