@@ -353,3 +353,37 @@ def test_a_job_after_the_database_dropped_the_workers_connection_runs(workers: A
         lambda: Job.objects.filter(id=second.id, status__in=Job.TERMINAL).first(), message="second job", timeout=30
     )
     assert (done.status, done.attempts) == (Job.Status.SUCCEEDED, 1), done.error
+
+
+def test_a_queues_health_figures_are_read_without_changing_anything(workers: Any, redis_clean: Any) -> None:
+    """RQ's own counts first clean their registries (failing or retrying the jobs of vanished
+    workers): the reconciler's work, not a health probe's."""
+    workers.stop("reports")  # it would take the made-up job ids off the queue
+    from datetime import UTC, datetime, timedelta
+
+    from rq.registry import DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+
+    conn = redis_clean
+    q = rq_adapter.get_queue("reports")
+    now = time.time()
+    enqueued = (datetime.now(UTC) - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    conn.rpush(q.key, "oldest", "newer")
+    conn.hset("rq:job:oldest", "enqueued_at", enqueued)
+    conn.zadd(StartedJobRegistry("reports", connection=conn).key, {"running:x1": now + 60, "abandoned:x2": now - 60})
+    conn.zadd(FailedJobRegistry("reports", connection=conn).key, {"kept": now + 3600, "expired": now - 1})
+    conn.zadd(FinishedJobRegistry("reports", connection=conn).key, {"done": now + 500})
+    conn.zadd(DeferredJobRegistry("reports", connection=conn).key, {"waits": now + 10})
+    before = {key: conn.dump(key) for key in conn.keys("rq:*")}
+
+    stats = rq_adapter.queue_stats("reports")
+
+    assert {k: stats[k] for k in ("depth", "started", "failed", "finished", "deferred", "scheduled")} == {
+        "depth": 2,
+        "started": 1,
+        "failed": 1,
+        "finished": 1,
+        "deferred": 1,
+        "scheduled": 0,
+    }
+    assert 29 <= stats["oldest_age_seconds"] <= 60
+    assert {key: conn.dump(key) for key in conn.keys("rq:*")} == before

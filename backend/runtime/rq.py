@@ -40,6 +40,7 @@ from rq.registry import (
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
+from rq.utils import utcparse
 from rq.worker_registration import get_keys as get_worker_keys
 
 logger = logging.getLogger(__name__)
@@ -213,9 +214,13 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
         return super().work(*args, **kwargs)
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
-        super().bootstrap(*args, **kwargs)
         if not self._scheduler_first:
-            self._warm_up()  # at start, not in the first job (see _start_scheduler otherwise)
+            # At start, not in the first job (see _start_scheduler otherwise), and before the
+            # worker registers: RQ installs its signal handlers only after bootstrap, so a
+            # worker stopped while it loads dies on the spot; unregistered, it leaves nothing
+            # behind that would count as a live worker until its key expired.
+            self._warm_up()
+        super().bootstrap(*args, **kwargs)
 
     def _start_scheduler(self, *args: Any, **kwargs: Any) -> None:
         # RQ forks its scheduler process here: before the preload, so that process does not
@@ -223,6 +228,7 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
         super()._start_scheduler(*args, **kwargs)
         try:
             self._warm_up()
+            self.heartbeat()  # registered before the preload, which may have taken a while
         except BaseException:
             # RQ's work() has not entered its try/finally yet: stop the scheduler process here,
             # or the interpreter would wait for it forever instead of exiting with the error.
@@ -243,7 +249,6 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
                 import_string(path)()
         warm_up()
         self._warm = True
-        self.heartbeat()  # the preload may have taken a while since the worker registered
 
     def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
         self._warm_up()  # no-op once warm (bootstrap or _start_scheduler did it)
@@ -454,30 +459,48 @@ def live_worker_names() -> set[str]:
 
 
 def queue_stats(name: str) -> dict[str, Any]:
+    """A queue as /healthz and `manage.py health` show it, read-only and in a few round trips.
+
+    RQ's own counts run each registry's cleanup first, which fails or retries jobs whose worker
+    vanished: that is the reconciler's work, not a health probe's (and it cost a dozen round
+    trips per queue). Registries scored by expiry count what that cleanup would keep."""
     q = get_queue(name)
     conn = q.connection
+    now = time.time()
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.llen(q.key)
+        pipe.lindex(q.key, 0)
+        for expiring in (StartedJobRegistry, FailedJobRegistry, FinishedJobRegistry):
+            pipe.zcount(expiring(name, connection=conn).key, now, "+inf")
+        pipe.zcard(ScheduledJobRegistry(name, connection=conn).key)  # type: ignore[no-untyped-call]  # by run time
+        pipe.zcard(DeferredJobRegistry(name, connection=conn).key)  # never expire
+        depth, first, started, failed, finished, scheduled, deferred = pipe.execute()
     oldest_age: float | None = None
-    ids = q.get_job_ids(0, 1)
-    if ids:
-        job = fetch(ids[0])
-        if job is not None and job.enqueued_at is not None:
-            enqueued = job.enqueued_at.replace(tzinfo=UTC) if job.enqueued_at.tzinfo is None else job.enqueued_at
+    if first is not None:
+        enqueued_at = conn.hget(JSONJob.key_for(_text(first)), "enqueued_at")
+        if enqueued_at:
+            enqueued = utcparse(_text(enqueued_at)).replace(tzinfo=UTC)
             oldest_age = round((datetime.now(UTC) - enqueued).total_seconds(), 1)
     return {
-        "depth": q.count,
+        "depth": depth,
         "oldest_age_seconds": oldest_age,
         "workers": live_worker_count(name),
-        "started": StartedJobRegistry(name, connection=conn).count,
-        "scheduled": ScheduledJobRegistry(name, connection=conn).count,  # type: ignore[no-untyped-call]
-        "deferred": DeferredJobRegistry(name, connection=conn).count,
-        "failed": FailedJobRegistry(name, connection=conn).count,
-        "finished": FinishedJobRegistry(name, connection=conn).count,
+        "started": started,
+        "scheduled": scheduled,
+        "deferred": deferred,
+        "failed": failed,
+        "finished": finished,
     }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def scheduler_alive() -> bool:
     conn = connection()
-    for key in conn.scan_iter(match="rq:scheduler_instance:*"):
+    # SCAN walks the whole keyspace (every job hash): a thousand keys per round trip, not ten.
+    for key in conn.scan_iter(match="rq:scheduler_instance:*", count=1000):
         if not conn.hexists(key, "death"):
             return True
     return False
