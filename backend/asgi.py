@@ -6,7 +6,7 @@ import django
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
-from django.db import close_old_connections
+from django.db import close_old_connections, reset_queries
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
@@ -27,10 +27,10 @@ class SyncChainASGIHandler(ASGIHandler):
       connection (0.75 ms for SQLite; for PostgreSQL a new server process per request). The
       pool's QUIRE_WEB_THREADS threads keep theirs for DATABASE_CONN_MAX_AGE seconds, checked
       at the start and end of each request as Django does under WSGI.
-    - Django also gives each request a ThreadSensitiveContext: one more new thread per request,
-      for the little that still runs outside the pool (the request_started/finished signals,
-      closing the response). Without it that runs on asgiref's one shared thread: 0.55 ms less
-      per request, measured on a 404.
+    Django's per-request ThreadSensitiveContext stays: without it (0.55 ms less per request)
+    what still runs outside the pool would share one thread per process, and that includes
+    reading a file download's whole body (Django consumes a sync streaming response with
+    sync_to_async(list)), which would stall every other request's signals behind it.
     """
 
     def __init__(self) -> None:
@@ -40,11 +40,6 @@ class SyncChainASGIHandler(ASGIHandler):
         self.load_middleware(is_async=False)
         self._threads = ThreadPoolExecutor(settings.QUIRE_WEB_THREADS, thread_name_prefix="request")
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        await self.handle(scope, receive, send)
-
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         response: HttpResponseBase = await sync_to_async(
             self._get_response_in_thread, thread_sensitive=False, executor=self._threads
@@ -52,6 +47,8 @@ class SyncChainASGIHandler(ASGIHandler):
         return response
 
     def _get_response_in_thread(self, request: HttpRequest) -> HttpResponseBase:
+        # What Django's request_started receivers do, for this thread (they run on another).
+        reset_queries()
         close_old_connections()  # a connection past its age or broken since the last request
         try:
             return self.get_response(request)

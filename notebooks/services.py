@@ -186,18 +186,38 @@ def sources_add(
     # inside it would hold the database's locks (SQLite's one writer lock, PostgreSQL's
     # idle-in-transaction limit) for as long as the storage takes.
     stored: dict[str, str] = {}
+    committed: list[bool] = []
     try:
-        _store_files(notebook, checked, stored)
-        with transaction.atomic():
-            result = _create_sources(notebook, owner, checked, stored, urls, text, title)
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            _store_files(notebook, checked, stored)
+            try:
+                with transaction.atomic():
+                    # Commit hooks run in order: once this one has run, the rows exist and their
+                    # files stay, whatever a later hook (the jobs' push) raises.
+                    transaction.on_commit(lambda: committed.append(True))
+                    result = _create_sources(
+                        notebook, owner, checked, stored, urls, text, title, store_missing=attempt == STORE_ATTEMPTS
+                    )
+                break
+            except _NotStoredYet:
+                continue  # a file counted as a duplicate is not one any more: store it, then again
     except BaseException:
-        _delete_files(list(stored.values()))
+        if not committed:
+            _delete_files(list(stored.values()))
         raise
     # A file stored above whose content another request added meanwhile: reported as a
     # duplicate, so its copy goes.
     used = {source.file.name for source in result.sources if source.file}
     _delete_files([name for name in stored.values() if name not in used])
     return result
+
+
+STORE_ATTEMPTS = 3
+
+
+class _NotStoredYet(Exception):
+    """Inside the upload's transaction: a file skipped as a duplicate of a source that has
+    failed, been cancelled or deleted since."""
 
 
 def _known_hashes(notebook: Notebook) -> dict[str, Any]:
@@ -232,6 +252,8 @@ def _create_sources(
     urls: Sequence[str],
     text: str | None,
     title: str,
+    *,
+    store_missing: bool,
 ) -> SourcesAdded:
     from notebooks.jobs import build_overview, process_source
 
@@ -260,7 +282,9 @@ def _create_sources(
             content_hash=item.digest,
         )
         if item.digest not in stored:  # counted as a duplicate until that source went away
-            _store_file(notebook, item, stored)
+            if not store_missing:
+                raise _NotStoredYet()
+            _store_file(notebook, item, stored)  # the last attempt: inside the transaction after all
         source.file.name = stored[item.digest]
         sources.append(source)
         existing[item.digest] = source.id
@@ -471,7 +495,7 @@ def _delete_files(names: Sequence[str]) -> None:
     for name in names:
         try:
             default_storage.delete(name)
-        except OSError:
+        except Exception:  # OSError locally, botocore's ClientError on S3: log, go on with the rest
             logger.warning("Could not delete stored file %s", name, exc_info=True)
 
 

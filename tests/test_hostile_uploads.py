@@ -240,6 +240,7 @@ def test_an_upload_whose_transaction_fails_leaves_no_stored_file(
     notebook = Notebook.objects.create(owner=user, title="rollback")
 
     def refuse(*args: Any, **kwargs: Any) -> None:
+        assert len(_stored_files(notebook)) == 2  # stored before the transaction
         raise RuntimeError("database refused the insert")
 
     monkeypatch.setattr(Source.objects, "bulk_create", refuse)
@@ -252,3 +253,66 @@ def test_an_upload_whose_transaction_fails_leaves_no_stored_file(
     assert _stored_files(notebook) == []
     assert not Source.objects.filter(notebook=notebook).exists()
     assert not Job.objects.filter(notebook_id=notebook.id).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_file_whose_earlier_copy_failed_meanwhile_is_stored_outside_the_transaction(
+    make_user: Any, redis_clean: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Skipped as a duplicate before the transaction, not one inside it (the other source
+    failed in between): the transaction is rolled back, the file stored, and it runs again."""
+    from django.db import transaction
+
+    from notebooks import services
+
+    user = make_user()
+    notebook = Notebook.objects.create(owner=user, title="flip")
+    data = docs.roman_roads_markdown()
+    import hashlib
+
+    earlier = Source.objects.create(
+        notebook=notebook, kind=Source.Kind.TEXT, title="earlier", content_hash=hashlib.sha256(data).hexdigest()
+    )
+    store, store_one = services._store_files, services._store_file
+    inside: list[bool] = []
+
+    def store_then_fail_the_earlier(nb: Notebook, checked: Any, stored: dict[str, str]) -> None:
+        store(nb, checked, stored)
+        Source.objects.filter(id=earlier.id).update(status=Source.Status.FAILED)
+
+    def record(nb: Notebook, item: Any, stored: dict[str, str]) -> None:
+        inside.append(transaction.get_connection().in_atomic_block)
+        store_one(nb, item, stored)
+
+    monkeypatch.setattr(services, "_store_files", store_then_fail_the_earlier)
+    monkeypatch.setattr(services, "_store_file", record)
+    added = services.sources_add(notebook=notebook, owner=user, files=[SimpleUploadedFile("roads.md", data)])
+
+    assert inside == [False]  # stored once, on the second attempt, outside any transaction
+    assert [s.original_filename for s in added.sources] == ["roads.md"] and added.duplicates == []
+    source = Source.objects.get(id=added.sources[0].id)
+    assert (Path(settings.MEDIA_ROOT) / source.file.name).read_bytes() == data
+    assert _stored_files(notebook) == [Path(settings.MEDIA_ROOT) / source.file.name]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_files_of_committed_sources_stay_when_handing_their_jobs_over_fails(
+    make_user: Any, redis_clean: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend import services as backend_services
+    from notebooks import services
+
+    user = make_user()
+    notebook = Notebook.objects.create(owner=user, title="after commit")
+
+    def broken_push(**kwargs: Any) -> bool:
+        raise RuntimeError("push failed after the commit")
+
+    monkeypatch.setattr(backend_services, "job_push", broken_push)
+    with pytest.raises(RuntimeError, match="after the commit"):
+        services.sources_add(
+            notebook=notebook, owner=user, files=[SimpleUploadedFile("roads.md", docs.roman_roads_markdown())]
+        )
+    source = Source.objects.get(notebook=notebook)  # committed
+    assert _stored_files(notebook) == [Path(settings.MEDIA_ROOT) / source.file.name]
+    assert Job.objects.filter(id=source.job_id, status=Job.Status.QUEUED).exists()  # the reconciler pushes it

@@ -62,17 +62,21 @@ def event_serializer() -> Any:
     return JobSerializer(context={"event": True})
 
 
-def _client() -> Any:
+def _client(read_timeout: float) -> Any:
+    """A Redis client for the event stream. The view's first read runs while it holds a request
+    thread (backend.asgi), so a Redis that does not answer must not hold it for long."""
     import redis.asyncio as aioredis
 
-    return aioredis.from_url(settings.REDIS_URL, decode_responses=True)
+    return aioredis.from_url(
+        settings.REDIS_URL, decode_responses=True, socket_connect_timeout=5, socket_timeout=read_timeout
+    )
 
 
 async def cursor_now(notebook_id: Any) -> str:
     """The id of the newest event, resolved before the response starts: a client that has its
     response headers must not miss an event published a moment later. (Reading with "$"
     on every loop would also drop events published between two reads.)"""
-    client = _client()
+    client = _client(read_timeout=5)
     try:
         newest = await client.xrevrange(stream_key(notebook_id), count=1)
     finally:
@@ -84,7 +88,7 @@ async def stream(notebook_id: Any, cursor: str, heartbeat_seconds: float) -> Asy
     """Server-sent events for one notebook after ``cursor`` (an event id: the client's
     Last-Event-ID, or cursor_now()), pushed by Redis as they happen, with a comment line as
     heartbeat while it is quiet."""
-    client = _client()
+    client = _client(read_timeout=heartbeat_seconds + 10)  # XREAD blocks up to a heartbeat
     key = stream_key(notebook_id)
     try:
         yield f"retry: 3000\n: connected to notebook {notebook_id}\n\n"

@@ -234,8 +234,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("QUIRE_LOG_LEVEL", default="INFO")},
     "loggers": {"rq.worker": {"level": "INFO"}},
 }
-# Threads per web process that run requests (the event-stream connections wait on the event
-# loop, not here); each keeps a database connection.
+# Threads per web process that run requests (backend.asgi); each keeps a database connection.
+# An event stream holds one only while it starts (its first Redis read has a 5 s limit); when
+# all are busy (slow uploads), requests wait their turn.
 QUIRE_WEB_THREADS = env.int("QUIRE_WEB_THREADS", default=16)
 QUIRE_SSE_HEARTBEAT_SECONDS = env.float("QUIRE_SSE_HEARTBEAT_SECONDS", default=15.0)
 QUIRE_SERVE_STATIC = env.bool("QUIRE_SERVE_STATIC", default=True)
@@ -251,10 +252,6 @@ QUIRE_FETCH_ALLOWED_PORTS = env.list("QUIRE_FETCH_ALLOWED_PORTS", cast=int, defa
 QUIRE_FETCH_MAX_BYTES = env.int("QUIRE_FETCH_MAX_BYTES", default=20 * 1024 * 1024)
 QUIRE_FETCH_TIMEOUT_SECONDS = env.float("QUIRE_FETCH_TIMEOUT_SECONDS", default=30.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # JSON bodies (pasted text)
-# Request bodies and uploaded files up to this size stay in memory instead of a temporary file
-# (Django's 2.5 MB default spooled a typical 10-file upload to disk and read it back: about a
-# tenth of the upload API's CPU in the benchmark). Larger ones still go to disk.
-FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("QUIRE_UPLOAD_MEMORY_BYTES", default=16 * 1024 * 1024)
 # Loaded by a forking worker before it forks, so every job's work-horse inherits it.
 QUIRE_WORKER_PRELOAD: dict[str, list[str]] = {
     "notebook_processing": ["notebooks.services.ingestion_preload"],
