@@ -40,7 +40,7 @@ from rq.registry import (
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
-from rq.utils import utcparse
+from rq.utils import as_text, utcparse
 from rq.worker_registration import get_keys as get_worker_keys
 
 logger = logging.getLogger(__name__)
@@ -173,13 +173,6 @@ class _QuireWorkerMixin:
                 continue
             delay = 1.0
 
-    def execute_job(self, job: RQJob, queue: Queue) -> Any:
-        # The worker keeps its database connection from job to job: one the server has closed
-        # meanwhile (a restart, a failover) is replaced here, not discovered by the job (seen:
-        # every later job of an in-process worker stuck on the dead connection).
-        close_old_connections()
-        return super().execute_job(job, queue)  # type: ignore[misc]
-
     def handle_job_failure(
         self, job: RQJob, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
     ) -> None:
@@ -268,6 +261,14 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
 
 class InlineWorker(_QuireWorkerMixin, SimpleWorker):
     """For short jobs: no fork (about 7x the throughput); cancellation is cooperative only."""
+
+    def execute_job(self, job: RQJob, queue: Queue) -> Any:
+        # Jobs run in this process on the connection the last one used: one the server has
+        # closed meanwhile (a restart, a failover) is replaced here, not discovered by the job
+        # (seen: every later job stuck on the dead connection). A forking worker's horses start
+        # without one (fork_work_horse closes them all).
+        close_old_connections()
+        return super().execute_job(job, queue)
 
     def get_heartbeat_ttl(self, job: RQJob) -> int:
         # Nothing heartbeats while an in-process job runs, so cover its whole time limit.
@@ -477,9 +478,9 @@ def queue_stats(name: str) -> dict[str, Any]:
         depth, first, started, failed, finished, scheduled, deferred = pipe.execute()
     oldest_age: float | None = None
     if first is not None:
-        enqueued_at = conn.hget(JSONJob.key_for(_text(first)), "enqueued_at")
+        enqueued_at = conn.hget(JSONJob.key_for(as_text(first)), "enqueued_at")
         if enqueued_at:
-            enqueued = utcparse(_text(enqueued_at)).replace(tzinfo=UTC)
+            enqueued = utcparse(as_text(enqueued_at)).replace(tzinfo=UTC)
             oldest_age = round((datetime.now(UTC) - enqueued).total_seconds(), 1)
     return {
         "depth": depth,
@@ -491,10 +492,6 @@ def queue_stats(name: str) -> dict[str, Any]:
         "failed": failed,
         "finished": finished,
     }
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def scheduler_alive() -> bool:
