@@ -82,11 +82,22 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def tree(self) -> list[psutil.Process]:
-        """The process and its descendants (forked work-horses, the RQ scheduler, gunicorn's workers)."""
+    def tree(self, children: dict[int, list[int]] | None = None) -> list[psutil.Process]:
+        """The process and its descendants (forked work-horses, the RQ scheduler, gunicorn's workers).
+
+        ``children`` (from ``children_map()``) saves reading every process on the machine again
+        for each tree: psutil's own lookup does that on each call (2.5 ms here)."""
         try:
             root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
+            if children is None:
+                procs = [root, *root.children(recursive=True)]
+            else:
+                procs, pending = [root], list(children.get(self.pid, ()))
+                while pending:
+                    pid = pending.pop()
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        procs.append(psutil.Process(pid))
+                    pending += children.get(pid, ())
         except psutil.NoSuchProcess:
             return []
         self.seen.update((p.pid, p) for p in procs[1:])
@@ -262,35 +273,43 @@ class Stack:
             signal.signal(signal.SIGINT, previous)
 
 
-def process_memory(proc: psutil.Process) -> dict[str, Any] | None:
-    """RSS, PSS (shared pages divided among the processes that share them) and USS of one process."""
+def children_map() -> dict[int, list[int]]:
+    """Every process's children, from one pass over the machine's processes."""
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        children.setdefault(proc.info["ppid"], []).append(proc.pid)
+    return children
+
+
+def process_memory(proc: psutil.Process, *, full: bool = True) -> dict[str, Any] | None:
+    """RSS, and with ``full`` PSS (shared pages divided among the processes that share them) and
+    USS of one process. RSS is cheap (/proc/PID/statm); PSS and USS walk the process's page
+    tables (4.5 ms for a worker holding the model, measured)."""
     try:
-        info = proc.memory_full_info()
+        info = proc.memory_full_info() if full else proc.memory_info()
         cmd = " ".join(proc.cmdline()[:6])
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
-    return {
-        "pid": proc.pid,
-        "cmd": cmd[:160],
-        "rss": int(info.rss),
-        "pss": int(getattr(info, "pss", info.rss)),
-        "uss": int(getattr(info, "uss", info.rss)),
-    }
+    figures = {"pid": proc.pid, "cmd": cmd[:160], "rss": int(info.rss)}
+    if full:
+        figures.update(pss=int(getattr(info, "pss", info.rss)), uss=int(getattr(info, "uss", info.rss)))
+    return figures
 
 
-def stack_memory(procs: Iterable[Proc]) -> dict[str, Any]:
-    """Memory of the given processes' trees, per process and summed."""
+def stack_memory(procs: Iterable[Proc], *, full: bool = True) -> dict[str, Any]:
+    """Memory of the given processes' trees, per process and summed (PSS only with ``full``)."""
     entries = []
+    children = children_map()
     for proc in procs:
-        tree = proc.tree()
+        tree = proc.tree(children)
         for index, member in enumerate(tree):
-            figures = process_memory(member)
+            figures = process_memory(member, full=full)
             if figures is not None:
                 figures["proc"] = proc.name
                 figures["role"] = proc.role if index == 0 else "child"
                 entries.append(figures)
     return {
         "rss": sum(e["rss"] for e in entries),
-        "pss": sum(e["pss"] for e in entries),
+        "pss": sum(e["pss"] for e in entries) if full else None,
         "processes": entries,
     }
