@@ -273,6 +273,18 @@ class Stack:
             signal.signal(signal.SIGINT, previous)
 
 
+def cpu_seconds(procs: Iterable[Proc]) -> float:
+    """CPU used so far by these processes' trees: the living members (gunicorn's workers, a
+    running work-horse) and the children each has reaped (finished work-horses)."""
+    total = 0.0
+    for proc in procs:
+        for member in proc.tree():
+            with contextlib.suppress(psutil.Error):
+                t = member.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def children_map() -> dict[int, list[int]]:
     """Every process's children, from one pass over the machine's processes."""
     children: dict[int, list[int]] = {}

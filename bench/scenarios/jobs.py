@@ -24,7 +24,7 @@ import psutil
 
 from bench.context import Context, say, wait_for
 from bench.report import Row, percentile
-from bench.stack import Proc
+from bench.stack import Proc, cpu_seconds
 
 NAME = "jobs"
 TITLE = "job overhead"
@@ -110,16 +110,6 @@ class Bare:
 
     def started(self, job: Any) -> float:
         return _ts(job.started_at)
-
-
-def cpu_seconds(workers: list[Proc]) -> float:
-    """CPU used so far by these worker processes and the work-horses they have reaped."""
-    total = 0.0
-    for worker in workers:
-        with contextlib.suppress(psutil.Error):
-            t = psutil.Process(worker.pid).cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-    return total
 
 
 def page_faults(workers: list[Proc]) -> int:

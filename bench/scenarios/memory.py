@@ -2,12 +2,12 @@
 against the embedder loaded alone in a fresh process.
 
 Sampled while the ingestion scenario runs (RSS every half second, PSS every two seconds; the
-scenario runs once here if it was not selected). RSS counts a page shared by two processes (gunicorn's workers and their master, a
-work-horse and the worker that forked it) twice, so the sum is an upper bound; PSS divides shared
-pages among their sharers and is reported beside it. "The model's memory not multiplied per job"
-is checked on the ingestion worker's tree (worker + its work-horse + its scheduler): with the
-model preloaded and shared copy-on-write it holds one model copy plus the horse's own arena;
-a horse that loaded the model again would hold two.
+scenario runs once here if it was not selected). RSS counts a page shared by two processes
+(gunicorn's workers and their master, a work-horse and the worker that forked it) twice, so the
+sum is an upper bound; PSS divides shared pages among their sharers and is reported beside it.
+"The model's memory not multiplied per job" is checked on the ingestion worker's tree (worker +
+its work-horse + its scheduler): with the model preloaded and shared copy-on-write it holds one
+model copy plus the horse's own arena; a horse that loaded the model again would hold two.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ which cancels its queued and running jobs, and the next run starts on an idle wo
 
 from __future__ import annotations
 
+import os
+import statistics
 import threading
 import time
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 from bench.context import Context, say
 from bench.corpus import markdown_file
 from bench.report import Row, percentile
+from bench.stack import cpu_seconds
 
 NAME = "upload"
 TITLE = "upload API"
@@ -74,12 +77,19 @@ def one_run(ctx: Context, label: str, requests_per_client: int, base: str, clien
     for t in threads:
         t.start()
     prober = threading.Thread(target=poll_health, daemon=True)
+    web, workers = ctx.stack.roles("web"), ctx.stack.roles("worker")
     ready.wait()
+    cpu = {"web": cpu_seconds(web), "workers": cpu_seconds(workers), "clients": time.process_time()}
     began = time.perf_counter()
     prober.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - began
+    used = {
+        "web": cpu_seconds(web) - cpu["web"],
+        "workers": cpu_seconds(workers) - cpu["workers"],
+        "clients": time.process_time() - cpu["clients"],
+    }
     halt.set()
     prober.join(timeout=60)
     ctx.delete_notebook(notebook)
@@ -90,6 +100,11 @@ def one_run(ctx: Context, label: str, requests_per_client: int, base: str, clien
         "errors": errors,
         "seconds": elapsed,
         "mb_per_s": len(uploads) * FILES * FILE_BYTES / 2**20 / elapsed,
+        # CPU ms per upload in the web processes and in this process (the clients making and
+        # sending the files); CPUs the workers used meanwhile.
+        "web_cpu_ms": used["web"] * 1000 / max(len(uploads), 1),
+        "clients_cpu_ms": used["clients"] * 1000 / max(len(uploads), 1),
+        "workers_cpus": used["workers"] / elapsed,
     }
 
 
@@ -127,6 +142,16 @@ def run(ctx: Context) -> list[Row]:
         "runs": [{k: v for k, v in r.items()} for r in results],
         "one_client_runs": alone,
     }
+
+    def median(key: str, runs: list[dict[str, Any]]) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    ctx.notes.append(
+        f"upload API: CPU per upload, {CLIENTS} clients: web {median('web_cpu_ms', results):.0f} ms, clients "
+        f"{median('clients_cpu_ms', results):.0f} ms, while the workers used "
+        f"{median('workers_cpus', results):.2f} of the {os.cpu_count()} CPUs; one client: web "
+        f"{median('web_cpu_ms', alone):.0f} ms"
+    )
     p99 = [percentile(r["uploads_ms"], 99) for r in results]
     p50 = [percentile(r["uploads_ms"], 50) for r in results]
     h99 = [percentile(r["health_ms"], 99) for r in results]
