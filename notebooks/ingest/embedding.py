@@ -84,11 +84,12 @@ class OnnxMiniLMEmbedder:
         self._tokenizer = minilm.load_tokenizer()
         self._tokenizer.enable_truncation(max_length=max_length)
         # Texts run one per session.run, two at a time from two calling threads (below). Measured
-        # on 2 cores, the bench's ingestion corpus: in a work-horse 35 chunks/s against 29 for
-        # batches of 8 (4 per thread), and about 60% less fresh memory touched per document
-        # (onnxruntime's arena keeps the peak activation memory of the largest run: about 150 MB
-        # at 8 x 256 tokens); in one process 36 against 31. No padding is computed, and the
-        # activations of one text stay in cache.
+        # on 2 cores, the bench's ingestion corpus, one process per document as work-horses run:
+        # 29-36 chunks/s (it varies from process to process) against 28.6-29.1 for batches of 8
+        # (4 per thread), and 12,000 page faults per document against 34,000 (onnxruntime's arena
+        # keeps the peak activation memory of the largest run: about 150 MB at 8 x 256 tokens);
+        # in one process 30-37 against 29-32. No padding is computed, and the activations of one
+        # text stay in cache.
         self._batch_size = batch_size
 
     def embed(self, texts: Sequence[str]) -> Vectors:
