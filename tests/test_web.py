@@ -341,6 +341,56 @@ def test_it_follows_dropped_and_pasted_sources_to_ready_or_failed_without_pollin
     assert all("status of 400" in e for e in console.errors), console.errors
 
 
+# Before the page's scripts: remember the page's event stream, and hold the answer to a POST
+# of sources until that stream has delivered a job's end (to the page's own listener first).
+HOLD_UPLOAD_UNTIL_A_JOB_ENDS = """(() => {
+    const Native = window.EventSource;
+    window.EventSource = function (...args) {
+        const stream = new Native(...args);
+        window.__stream = stream;
+        return stream;
+    };
+    window.EventSource.CLOSED = Native.CLOSED;
+    const nativeFetch = window.fetch.bind(window);
+    window.fetch = async (url, init = {}) => {
+        const response = await nativeFetch(url, init);
+        if (init.method === "POST" && String(url).endsWith("/sources/")) {
+            await new Promise((resolve) => window.__stream.addEventListener("job", (event) => {
+                if (JSON.parse(event.data).status === "succeeded") resolve();
+            }));
+            window.__held = true;
+        }
+        return response;
+    };
+})();"""
+
+
+@browser_test
+def test_a_source_whose_job_ends_before_the_upload_answers_shows_its_end(
+    workers: Any, live_server_url: str, make_user: Any, context: Any
+) -> None:
+    """Seen in CI: the job's events reached the page before its own upload's answer, and the row
+    stayed "pending" for good (no refresh of the row once it existed, and its reload cancelled)."""
+    from playwright.sync_api import expect
+
+    user = make_user()
+    page = context.new_page()
+    page.add_init_script(HOLD_UPLOAD_UNTIL_A_JOB_ENDS)
+    log_in(page, live_server_url, user)
+    notebook = notebook_services.notebook_create(owner=user, title="Fast jobs")
+    page.goto(f"{live_server_url}/notebooks/{notebook.id}/")
+    expect(page.locator("body")).to_have_attribute("data-loaded", "")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+
+    page.get_by_text("Paste text", exact=True).click()
+    page.locator("#text-title").fill("Roman roads")
+    page.get_by_label("Text", exact=True).fill("\n\n".join(docs.ROMAN_ROADS))
+    page.get_by_role("button", name="Add text").click()
+
+    page.wait_for_function("window.__held === true", timeout=60 * SECOND)
+    expect(row(page, "source", "Roman roads").locator(".status")).to_have_text("ready", timeout=10 * SECOND)
+
+
 @browser_test
 def test_another_users_notebook_is_a_404_and_the_page_fits_a_phone(
     live_server_url: str, make_user: Any, browser: Any

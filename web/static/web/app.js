@@ -142,9 +142,10 @@
         entry.data = data;
         if (data.job) this.accept(entry, data.job);
         const early = this.early.get(data.id);
+        let ended = false;
         if (early) {
           this.early.delete(data.id);
-          this.accept(entry, early);
+          ended = this.accept(entry, early) && TERMINAL.has(early.status);
           // The row came from this page's own request: the reload its early event asked for is moot.
           if (this.reloading && this.early.size === 0) {
             clearTimeout(this.reloading);
@@ -152,6 +153,9 @@
           }
         }
         this.draw(entry);
+        // Its job ended before the row was here (a fast job, a slow answer to the upload): the
+        // row's own status (ready, the failure's reason) is read now, as onJob does at the end.
+        if (ended) this.refresh(data.id);
         return entry;
       }
 
