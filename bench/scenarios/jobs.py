@@ -13,14 +13,11 @@ from just before the enqueue call to the job's start (``started_at`` of the row 
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from bench.context import Context, say, wait_for
 from bench.report import Row, percentile
@@ -126,16 +123,6 @@ def page_faults(workers: list[Proc]) -> int:
     return total
 
 
-def kernel_cpu(workers: list[Proc]) -> float:
-    """CPU seconds the kernel spent for these workers and their reaped work-horses."""
-    total = 0.0
-    for worker in workers:
-        with contextlib.suppress(psutil.Error):
-            t = psutil.Process(worker.pid).cpu_times()
-            total += t.system + t.children_system
-    return total
-
-
 def redis_cpu(conn: Any) -> float:
     info = conn.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
@@ -144,7 +131,7 @@ def redis_cpu(conn: Any) -> float:
 def throughput(side: Quire | Bare, n: int, workers: list[Proc], conn: Any) -> dict[str, float]:
     """Jobs/s drained, ms per enqueue call, and CPU ms per job (enqueuing process, workers, Redis)."""
     cpu_workers, cpu_redis = cpu_seconds(workers), redis_cpu(conn)
-    faults, kernel = page_faults(workers), kernel_cpu(workers)
+    faults, kernel = page_faults(workers), cpu_seconds(workers, kernel_only=True)
     t0 = time.time()
     cpu_enqueue = time.process_time()
     ids = [side.enqueue() for _ in range(n)]
@@ -159,7 +146,7 @@ def throughput(side: Quire | Bare, n: int, workers: list[Proc], conn: Any) -> di
         "cpu_workers_ms": (cpu_seconds(workers) - cpu_workers) * 1000 / n,
         "cpu_redis_ms": (redis_cpu(conn) - cpu_redis) * 1000 / n,
         "faults": (page_faults(workers) - faults) / n,
-        "cpu_kernel_ms": (kernel_cpu(workers) - kernel) * 1000 / n,
+        "cpu_kernel_ms": (cpu_seconds(workers, kernel_only=True) - kernel) * 1000 / n,
     }
 
 
