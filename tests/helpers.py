@@ -1,3 +1,4 @@
+import json
 import time
 from typing import Any
 
@@ -33,3 +34,21 @@ def all_done(source_ids: list[str], timeout: float = 90) -> list[Source]:
 
 def upload(http: httpx.Client, nb: str, files: list[tuple[str, bytes]]) -> httpx.Response:
     return http.post(f"/api/v1/notebooks/{nb}/sources/", files=[("files", (name, data)) for name, data in files])
+
+
+def read_events(response: Any, until_status: set[str], limit: int = 200) -> list[tuple[str, dict[str, Any]]]:
+    """The job events of an SSE response, as (event id, job), until a job reaches one of
+    ``until_status`` or ``limit`` events have come."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    event_id, event_type = "", ""
+    for line in response.iter_lines():
+        if line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("event: "):
+            event_type = line[7:]
+        elif line.startswith("data: ") and event_type == "job":
+            data = json.loads(line[6:])
+            events.append((event_id, data))
+            if data["status"] in until_status or len(events) >= limit:
+                return events
+    return events

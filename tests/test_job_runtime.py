@@ -13,7 +13,7 @@ from backend.models import Job
 from backend.runtime import get_kind
 from backend.runtime.reconcile import reconcile
 from notebooks.models import Notebook
-from tests.helpers import wait_for
+from tests.helpers import read_events, wait_for
 
 
 def kind(name: str) -> Any:
@@ -248,22 +248,6 @@ def test_another_users_jobs_batches_and_events_are_404(
     assert Job.objects.get(id=job.id).status != Job.Status.CANCELLED  # bob's cancel did nothing
 
 
-def read_events(response: Any, until_status: set[str], limit: int = 200) -> list[tuple[str, dict[str, Any]]]:
-    events: list[tuple[str, dict[str, Any]]] = []
-    event_id, event_type = "", ""
-    for line in response.iter_lines():
-        if line.startswith("id: "):
-            event_id = line[4:]
-        elif line.startswith("event: "):
-            event_type = line[7:]
-        elif line.startswith("data: ") and event_type == "job":
-            data = json.loads(line[6:])
-            events.append((event_id, data))
-            if data["status"] in until_status or len(events) >= limit:
-                return events
-    return events
-
-
 def test_sse_streams_a_jobs_progress_in_order_and_resumes(workers: Any, live_server_url: str, make_user: Any) -> None:
     user = make_user()
     token = Token.objects.create(user=user)
@@ -292,6 +276,27 @@ def test_sse_streams_a_jobs_progress_in_order_and_resumes(workers: Any, live_ser
     with httpx.stream("GET", url, headers={**headers, "Last-Event-ID": resume_from}, timeout=30) as response:
         replayed = read_events(response, {"succeeded"})
     assert [i for i, _ in replayed] == [i for i, _ in events[3:]]
+
+
+def test_a_workers_own_redis_client_serves_the_job_runtime_in_its_process(
+    redis_clean: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events and pushes from a job share the connection RQ opened for it: a work-horse opens
+    one Redis connection per job, not two."""
+    from django.conf import settings
+    from redis import Redis
+
+    from backend.runtime import rq as rq_adapter
+
+    monkeypatch.setattr(rq_adapter, "_clients", {})
+    before = rq_adapter.connection("notebook_processing")  # made before the worker, as at start-up
+    client = Redis.from_url(settings.RQ_QUEUES["notebook_processing"]["URL"])
+    worker = rq_adapter.ForkingWorker(["notebook_processing", "podcast"], connection=client)
+
+    assert worker.connection is client and before is not client
+    assert rq_adapter.connection("notebook_processing") is client
+    assert rq_adapter.connection("podcast") is client
+    assert rq_adapter.get_queue("notebook_processing").connection is client
 
 
 @pytest.mark.django_db

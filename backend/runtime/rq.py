@@ -109,6 +109,7 @@ class _QuireWorkerMixin:
         kwargs.setdefault("job_monitoring_interval", 5)
         kwargs.setdefault("maintenance_interval", 60)
         super().__init__(*args, **kwargs)
+        use_client(self.connection, [queue.name for queue in self.queues])  # type: ignore[attr-defined]
 
     def _start_scheduler(
         self,
@@ -276,6 +277,17 @@ class InlineWorker(_QuireWorkerMixin, SimpleWorker):
 
 
 _clients: dict[str, Redis] = {}
+
+
+def use_client(client: Redis, queues: Sequence[str]) -> None:
+    """Make ``client`` this process's client for the queues' Redis. A worker passes its own:
+    the job runtime's calls (events, pushes) then share RQ's connection, and a work-horse,
+    whose pools start empty after the fork, opens one connection per job instead of two
+    (each a TCP handshake, a HELLO and two CLIENT SETINFO round trips)."""
+    for name in queues:
+        config = settings.RQ_QUEUES.get(name)
+        if config is not None:
+            _clients[config["URL"]] = client
 
 
 def connection(queue: str = "default") -> Redis:
