@@ -15,6 +15,7 @@ Chunks never cross a page boundary, so every chunk (and every citation of it) ha
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -67,11 +68,13 @@ def default_token_counter() -> TokenCounter:
 
 
 @dataclass(frozen=True)
-class _Word:
-    start: int
-    end: int
-    tokens: int
+class _Words:
+    """The words of one page (or of a text without pages), as parallel lists in text order."""
+
     page: int | None
+    starts: list[int]
+    ends: list[int]
+    tokens: list[int]
 
 
 def chunk_text(
@@ -85,39 +88,61 @@ def chunk_text(
     if max_tokens < 2 or not 0 <= overlap_tokens < max_tokens // 2:
         raise ValueError("need max_tokens >= 2 and 0 <= overlap_tokens < max_tokens / 2")
     counter = count_tokens or default_token_counter()
-    words = _words(text, pages, max_tokens, counter)
 
     chunks: list[Chunk] = []
-    for segment in _by_page(words):
-        for first, last in _spans(text, segment, max_tokens, overlap_tokens):
-            start, end = segment[first].start, segment[last - 1].end
+    for words in _by_page(text, pages, max_tokens, counter):
+        prefix = list(itertools.accumulate(words.tokens, initial=0))
+        for first, last in _spans(text, words, prefix, max_tokens, overlap_tokens):
+            start, end = words.starts[first], words.ends[last - 1]
             chunks.append(
                 Chunk(
                     position=len(chunks),
                     text=text[start:end],
-                    token_count=sum(w.tokens for w in segment[first:last]),
+                    token_count=prefix[last] - prefix[first],
                     char_start=start,
                     char_end=end,
-                    page=segment[first].page,
+                    page=words.page,
                 )
             )
     return chunks
 
 
-def _words(text: str, pages: Sequence[PageText], max_tokens: int, counter: TokenCounter) -> list[_Word]:
-    spans = [(m.start(), m.end()) for m in _WORD.finditer(text)]
-    distinct = sorted({text[s:e] for s, e in spans})
-    tokens = dict(zip(distinct, counter(distinct), strict=True))
-    starts = [p.char_start for p in pages]
+def _by_page(text: str, pages: Sequence[PageText], max_tokens: int, counter: TokenCounter) -> list[_Words]:
+    """The text's words grouped by page; words before the first page have none. Parallel lists
+    and one slice per word: this runs in every ingestion job, over thousands of words."""
+    spans = [m.span() for m in _WORD.finditer(text)]
+    starts = [s for s, _ in spans]
+    ends = [e for _, e in spans]
+    words = [text[s:e] for s, e in spans]
+    distinct = sorted(set(words))
+    counts = dict(zip(distinct, counter(distinct), strict=True))
+    tokens = [counts[w] for w in words]
 
-    words: list[_Word] = []
-    for s, e in spans:
-        page = pages[bisect.bisect_right(starts, s) - 1].number if pages and s >= starts[0] else None
-        if tokens[text[s:e]] <= max_tokens:
-            words.append(_Word(s, e, tokens[text[s:e]], page))
-        else:
-            words.extend(_Word(ps, pe, n, page) for ps, pe, n in _cut(text, s, e, max_tokens, counter))
-    return words
+    # A word belongs to the last page starting at or before it.
+    bounds = [bisect.bisect_left(starts, p.char_start) for p in pages] + [len(starts)]
+    ranges: list[tuple[int | None, int, int]] = [(None, 0, bounds[0])]
+    ranges += [(p.number, bounds[i], bounds[i + 1]) for i, p in enumerate(pages)]
+
+    groups: list[_Words] = []
+    for page, lo, hi in ranges:
+        if lo >= hi:
+            continue
+        group = _Words(page, starts[lo:hi], ends[lo:hi], tokens[lo:hi])
+        if max(group.tokens) > max_tokens:
+            group = _cut_long_words(text, group, max_tokens, counter)
+        groups.append(group)
+    return groups
+
+
+def _cut_long_words(text: str, words: _Words, max_tokens: int, counter: TokenCounter) -> _Words:
+    cut = _Words(words.page, [], [], [])
+    for start, end, tokens in zip(words.starts, words.ends, words.tokens, strict=True):
+        pieces = [(start, end, tokens)] if tokens <= max_tokens else _cut(text, start, end, max_tokens, counter)
+        for piece_start, piece_end, piece_tokens in pieces:
+            cut.starts.append(piece_start)
+            cut.ends.append(piece_end)
+            cut.tokens.append(piece_tokens)
+    return cut
 
 
 def _cut(text: str, start: int, end: int, max_tokens: int, counter: TokenCounter) -> list[tuple[int, int, int]]:
@@ -129,30 +154,17 @@ def _cut(text: str, start: int, end: int, max_tokens: int, counter: TokenCounter
     return _cut(text, start, middle, max_tokens, counter) + _cut(text, middle, end, max_tokens, counter)
 
 
-def _by_page(words: list[_Word]) -> list[list[_Word]]:
-    segments: list[list[_Word]] = []
-    for word in words:
-        if segments and segments[-1][-1].page == word.page:
-            segments[-1].append(word)
-        else:
-            segments.append([word])
-    return segments
-
-
-def _spans(text: str, words: list[_Word], max_tokens: int, overlap_tokens: int) -> list[tuple[int, int]]:
+def _spans(text: str, words: _Words, prefix: list[int], max_tokens: int, overlap_tokens: int) -> list[tuple[int, int]]:
     """[first, last) word ranges: greedy up to the budget, ending at a sentence if one is near."""
-    prefix = [0]
-    for w in words:
-        prefix.append(prefix[-1] + w.tokens)
-
+    count = len(words.tokens)
     spans: list[tuple[int, int]] = []
     first = 0
-    while first < len(words):
+    while first < count:
         last = bisect.bisect_right(prefix, prefix[first] + max_tokens) - 1
-        if last < len(words):
+        if last < count:
             last = _nicer_end(text, words, prefix, first, last, max_tokens)
         spans.append((first, last))
-        if last >= len(words):
+        if last >= count:
             break
         # Step back from the end to repeat up to overlap_tokens of context, always moving on.
         nxt = bisect.bisect_left(prefix, prefix[last] - overlap_tokens)
@@ -162,16 +174,15 @@ def _spans(text: str, words: list[_Word], max_tokens: int, overlap_tokens: int) 
     return spans
 
 
-def _nicer_end(text: str, words: list[_Word], prefix: list[int], first: int, last: int, max_tokens: int) -> int:
+def _nicer_end(text: str, words: _Words, prefix: list[int], first: int, last: int, max_tokens: int) -> int:
     """The latest paragraph, else sentence, end in the chunk's second half; else ``last``."""
     floor = prefix[first] + max_tokens // 2
     sentence_end = None
     for end in range(last, first, -1):
         if prefix[end] < floor:
             break
-        gap = text[words[end - 1].end : words[end].start]
-        if "\n\n" in gap:
+        if "\n\n" in text[words.ends[end - 1] : words.starts[end]]:
             return end
-        if sentence_end is None and _SENTENCE_END.search(text[words[end - 1].start : words[end - 1].end]):
+        if sentence_end is None and _SENTENCE_END.search(text[words.starts[end - 1] : words.ends[end - 1]]):
             sentence_end = end
     return sentence_end or last
