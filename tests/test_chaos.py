@@ -71,7 +71,6 @@ def finished_source(source_id: Any, timeout: float = 90) -> Source:
 INGESTION_STEPS = [
     "Reading file",
     pytest.param("Extracting text", marks=pytest.mark.slow),
-    pytest.param("Chunking", marks=pytest.mark.slow),
     "Embedding chunk",
     "Indexing",
 ]

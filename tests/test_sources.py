@@ -17,7 +17,7 @@ from notebooks.ingest.chunking import chunk_text
 from notebooks.ingest.extract import extract
 from notebooks.models import Chunk, Notebook, Source
 from tests import documents as docs
-from tests.helpers import all_done, new_notebook, upload, wait_for
+from tests.helpers import all_done, new_notebook, read_events, upload, wait_for
 
 
 @pytest.fixture
@@ -29,6 +29,31 @@ def alice(make_user: Any) -> Any:
 def http(live_server_url: str, alice: Any) -> httpx.Client:
     token = Token.objects.create(user=alice)
     return httpx.Client(base_url=live_server_url, headers={"Authorization": f"Token {token.key}"}, timeout=30)
+
+
+def test_a_sources_job_reports_each_step_live_as_it_starts(workers: Any, http: httpx.Client, alice: Any) -> None:
+    """The steps a user sees on the events stream, from a forking worker's work-horse: one
+    report per step, the embedding announced with its chunk count, then indexing, then done."""
+    nb = new_notebook(http)
+    with http.stream("GET", f"/api/v1/notebooks/{nb}/events/") as stream:
+        assert stream.status_code == 200
+        source_id = upload(http, nb, [("volcanoes.pdf", docs.volcano_pdf())]).json()["sources"][0]["id"]
+        received = [job for _, job in read_events(stream, {"succeeded", "failed"})]
+
+    source = Source.objects.get(id=source_id)
+    assert source.status == Source.Status.READY and source.chunk_count > 0
+    events = [job for job in received if job["id"] == str(source.job_id)]  # not the overview's
+    assert events[0]["status"] == "queued"
+    assert [job["message"] for job in events if job["status"] == "running"] == [
+        "Running",
+        "Reading file",
+        "Extracting text",
+        f"Embedding chunk 0/{source.chunk_count}",
+        "Indexing",
+    ]
+    assert events[-1]["status"] == "succeeded" and events[-1]["progress"] == 100
+    progress = [job["progress"] for job in events]
+    assert progress == sorted(progress)
 
 
 def test_uploaded_files_become_searchable_chunks_and_an_overview(workers: Any, http: httpx.Client) -> None:
