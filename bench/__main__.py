@@ -29,7 +29,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         metavar="NAME",
         help=f"run only this scenario (repeatable, or comma-separated): {names_help()}",
     )
-    parser.add_argument("--runs", type=int, help="runs per scenario (default 3; ingestion 1 in full mode)")
+    parser.add_argument("--runs", type=int, help="runs per scenario (default 3)")
     parser.add_argument(
         "--keep-data", action="store_true", help="keep var/bench.sqlite3 and var/bench-media afterwards"
     )

@@ -166,7 +166,7 @@ def embed_alone(per_doc: list[list[str]]) -> float:
 
 def run(ctx: Context) -> list[Row]:
     docs = documents(ctx)
-    runs = ctx.runs(1, 2)
+    runs = ctx.runs(3, 2)
     per_doc = chunk_texts(docs)
     ctx.shared["chunk_texts"] = per_doc
     total_chunks = sum(len(t) for t in per_doc)
