@@ -118,7 +118,9 @@ def _by_page(text: str, pages: Sequence[PageText], max_tokens: int, counter: Tok
     counts = dict(zip(distinct, counter(distinct), strict=True))
     tokens = [counts[w] for w in words]
 
-    # A word belongs to the last page starting at or before it.
+    # A word belongs to the last page starting at or before it (pages in text order; a stable
+    # sort keeps the later of two pages that start at the same place last).
+    pages = sorted(pages, key=lambda p: p.char_start)
     bounds = [bisect.bisect_left(starts, p.char_start) for p in pages] + [len(starts)]
     ranges: list[tuple[int | None, int, int]] = [(None, 0, bounds[0])]
     ranges += [(p.number, bounds[i], bounds[i + 1]) for i, p in enumerate(pages)]

@@ -6,7 +6,7 @@ import pytest
 from notebooks.ingest import minilm, samples
 from notebooks.ingest.chunking import Chunk, approximate_token_counts, chunk_text, default_token_counter
 from notebooks.ingest.errors import EmbedderUnavailable
-from notebooks.ingest.extract import Extracted, extract
+from notebooks.ingest.extract import Extracted, PageText, extract
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,13 @@ def test_it_gives_each_chunk_the_page_it_is_on(pdf: Extracted) -> None:
     for chunk in chunks:
         page = pdf.pages[chunk.page - 1]  # type: ignore[operator]
         assert page.char_start <= chunk.char_start and chunk.char_end <= page.char_start + len(page.text)
+
+
+def test_a_word_is_on_the_last_page_starting_before_it_in_any_page_order() -> None:
+    text = "preface here\n\nalpha beta\n\ngamma delta"
+    pages = [PageText(2, "gamma delta", 26), PageText(1, "alpha beta", 14)]  # listed out of order
+    got = [(c.text, c.page) for c in chunk_text(text, pages)]
+    assert got == [("preface here", None), ("alpha beta", 1), ("gamma delta", 2)]
 
 
 def test_it_prefers_to_end_chunks_at_sentences(pdf: Extracted) -> None:
