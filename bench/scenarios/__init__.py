@@ -2,15 +2,18 @@
 
 from types import ModuleType
 
-from bench.scenarios import ingestion, jobs, live, memory, search, upload
+from bench.scenarios import generation, ingestion, jobs, live, memory, search, upload
 
-ORDER: list[ModuleType] = [jobs, ingestion, memory, upload, search, live]
+ORDER: list[ModuleType] = [jobs, ingestion, memory, upload, search, live, generation]
 ALIASES = {
     "job-overhead": "jobs",
     "job_overhead": "jobs",
     "upload-api": "upload",
     "live-progress": "live",
     "sse": "live",
+    "reports": "generation",
+    "podcasts": "generation",
+    "podcast": "generation",
 }
 
 
