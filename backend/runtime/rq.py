@@ -90,6 +90,7 @@ class _QuireWorkerMixin:
 
     name: str
     connection: Redis
+    queues: list[Queue]
     _stop_requested: bool
     _shutdown_requested_date: Any
     worker_ttl: int
@@ -109,7 +110,7 @@ class _QuireWorkerMixin:
         kwargs.setdefault("job_monitoring_interval", 5)
         kwargs.setdefault("maintenance_interval", 60)
         super().__init__(*args, **kwargs)
-        use_client(self.connection, [queue.name for queue in self.queues])  # type: ignore[attr-defined]
+        use_client(self.connection, [queue.name for queue in self.queues])
 
     def _start_scheduler(
         self,

@@ -137,14 +137,12 @@ def _by_page(text: str, pages: Sequence[PageText], max_tokens: int, counter: Tok
 
 
 def _cut_long_words(text: str, words: _Words, max_tokens: int, counter: TokenCounter) -> _Words:
-    cut = _Words(words.page, [], [], [])
-    for start, end, tokens in zip(words.starts, words.ends, words.tokens, strict=True):
-        pieces = [(start, end, tokens)] if tokens <= max_tokens else _cut(text, start, end, max_tokens, counter)
-        for piece_start, piece_end, piece_tokens in pieces:
-            cut.starts.append(piece_start)
-            cut.ends.append(piece_end)
-            cut.tokens.append(piece_tokens)
-    return cut
+    pieces = [
+        piece
+        for start, end, tokens in zip(words.starts, words.ends, words.tokens, strict=True)
+        for piece in ([(start, end, tokens)] if tokens <= max_tokens else _cut(text, start, end, max_tokens, counter))
+    ]
+    return _Words(words.page, [s for s, _, _ in pieces], [e for _, e, _ in pieces], [n for _, _, n in pieces])
 
 
 def _cut(text: str, start: int, end: int, max_tokens: int, counter: TokenCounter) -> list[tuple[int, int, int]]:
