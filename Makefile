@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt requirements-nodeps.txt | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test suite test-fast lint format bench clean
+.PHONY: install run test suite test-fast lint format bench eval clean
 
 install: $(STAMP)
 
@@ -48,3 +48,8 @@ bench: install
 
 clean:
 	rm -rf var/test.sqlite3* var/test-media
+
+## Quality on public data (SciFact): search nDCG@10/recall@100 (EVAL_ARGS=--limit 300 for a smoke run).
+## The first run ingests the corpus (a few minutes); reruns reuse it from var/eval/.
+eval: install
+	$(PY) -m bench.eval $(EVAL_ARGS)

@@ -1,0 +1,1 @@
+"""Quality evaluations on public data (``make eval``), not tests and not speed benchmarks."""
