@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import logging
+import os
 import sys
 import time
 from collections import defaultdict
@@ -109,7 +110,7 @@ class CachedEmbedder:
             return
         keys = np.array(list(self.vectors), dtype="S20")
         vectors = np.vstack(list(self.vectors.values())).astype(np.float32)
-        tmp = self.path.with_suffix(".tmp.npz")
+        tmp = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, keys=keys, vectors=vectors)
         tmp.replace(self.path)
 
@@ -124,7 +125,7 @@ def use_cached_embedder() -> CachedEmbedder:
     from notebooks.ingest.embedding import get_embedder
 
     if _embedder is None:
-        _embedder = CachedEmbedder(get_embedder("minilm-onnx"), Path(settings.EVAL_DIR) / "embeddings-minilm.npz")
+        _embedder = CachedEmbedder(get_embedder("minilm-onnx"), Path(settings.EVAL_EMBEDDINGS))
         services.embedder = lambda: _embedder  # type: ignore[assignment,return-value]
     return _embedder
 

@@ -12,6 +12,8 @@ from backend.settings.local import *  # noqa: F403
 
 EVAL_DIR = Path(env.str("QUIRE_EVAL_DIR", default=str(DATA_DIR / "eval")))
 EVAL_DIR.mkdir(parents=True, exist_ok=True)
+# The embedding cache may be shared by several checkouts (``QUIRE_EVAL_EMBEDDINGS``).
+EVAL_EMBEDDINGS = env.str("QUIRE_EVAL_EMBEDDINGS", default=str(EVAL_DIR / "embeddings-minilm.npz"))
 
 DEBUG = False  # Django keeps every SQL query in memory when it is on
 DATABASES = {
