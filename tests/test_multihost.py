@@ -64,6 +64,7 @@ class Deployment:
             "DJANGO_SECRET_KEY": "multihost-test-secret",
             "DJANGO_ALLOWED_HOSTS": self.ip["web"],
             "DJANGO_SECURE_COOKIES": "false",
+            "DJANGO_SECURE_SSL_REDIRECT": "false",  # plain HTTP between the namespaces
             "DATABASE_URL": f"postgres://postgres@{self.ip['db']}:5432/postgres",
             "REDIS_URL": f"redis://{self.ip['redis']}:6379/0",
             "QUIRE_DATA_DIR": str(work / "data"),
