@@ -74,3 +74,17 @@ def test_hardening_settings_come_from_the_environment(aof_redis: str) -> None:
     bad = _manage("shell", "-v", "0", "-c", show, redis_url=aof_redis, DJANGO_SECURE_HSTS_SECONDS="a year")
     assert bad.returncode != 0
     assert "invalid literal for int()" in bad.stderr
+
+
+def test_the_pgbouncer_switch_drops_startup_options_and_server_side_cursors(aof_redis: str) -> None:
+    show = (
+        "from django.conf import settings as s; d = s.DATABASES['default'];"
+        " print(d['DISABLE_SERVER_SIDE_CURSORS'], 'options' in d['OPTIONS'])"
+    )
+    url = "postgres://quire@pgbouncer.example:6432/quire"
+    direct = _manage("shell", "-v", "0", "-c", show, redis_url=aof_redis, DATABASE_URL=url)
+    assert direct.stdout.strip() == "False True", direct.stderr
+    pooled = _manage(
+        "shell", "-v", "0", "-c", show, redis_url=aof_redis, DATABASE_URL=url, DATABASE_SESSION_OPTIONS="false"
+    )
+    assert pooled.stdout.strip() == "True False", pooled.stderr

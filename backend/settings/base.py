@@ -100,6 +100,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # PgBouncer refuses startup options: DATABASE_SESSION_OPTIONS=false, and set these on the
     # role instead (ALTER ROLE quire SET idle_in_transaction_session_timeout = '60s').
     _options = DATABASES["default"].setdefault("OPTIONS", {})
+    # Transaction pooling also breaks server-side cursors (a named cursor lives in one session),
+    # so the PgBouncer switch turns them off too.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = not env.bool("DATABASE_SESSION_OPTIONS", default=True)
     if env.bool("DATABASE_SESSION_OPTIONS", default=True):
         _idle_ms = env.int("DATABASE_IDLE_TRANSACTION_TIMEOUT", default=60) * 1000
         _server = (
