@@ -213,3 +213,50 @@ def _answers(base: str) -> bool:
         return True
     except httpx.HTTPError:
         return False
+
+
+def test_an_upload_while_storage_is_down_leaves_no_row_and_says_why(
+    s3: tuple[Proxy, Any], process_env: dict[str, str], transactional_db: Any, make_user: Any, tmp_path: Path
+) -> None:
+    proxy, client = s3
+    env = {
+        **process_env,
+        "QUIRE_S3_BUCKET": BUCKET,
+        "QUIRE_S3_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}",
+        "QUIRE_S3_REGION": "us-east-1",
+        "QUIRE_S3_ACCESS_KEY": "test",
+        "QUIRE_S3_SECRET_KEY": "test",
+        "QUIRE_MEDIA_ROOT": str(tmp_path / "media"),
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    web_port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "backend.asgi:application", "--host", "127.0.0.1", "--port", str(web_port)],
+        cwd=ROOT, env=env, stdout=open(LOG_DIR / "s3-web.log", "ab"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{web_port}"
+        wait_for(lambda: _answers(base), timeout=60, message="the web process")
+        from rest_framework.authtoken.models import Token
+
+        from notebooks.models import Source
+
+        token = Token.objects.create(user=make_user()).key
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=60)
+        notebook = api.post("/api/v1/notebooks/", json={"title": "S3 down"}).json()["id"]
+        proxy.down()
+        files = [("files", ("a.md", b"# A\n\nSome text about storage.\n", "text/markdown"))]
+        response = api.post(f"/api/v1/notebooks/{notebook}/sources/", files=files)
+        print(f"\n[figures] upload with storage down: {response.status_code} {response.text[:300]}")
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "STORAGE_UNAVAILABLE"
+        assert Source.objects.filter(notebook_id=notebook).count() == 0
+        proxy.up = True
+        assert client.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+        again = api.post(f"/api/v1/notebooks/{notebook}/sources/", files=files)
+        assert again.status_code == 202, again.text
+        assert Source.objects.filter(notebook_id=notebook).count() == 1
+    finally:
+        web.terminate()
+        web.wait(timeout=20)
