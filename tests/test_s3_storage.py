@@ -260,3 +260,60 @@ def test_an_upload_while_storage_is_down_leaves_no_row_and_says_why(
     finally:
         web.terminate()
         web.wait(timeout=20)
+
+
+def test_podcast_audio_is_served_from_s3_with_range_requests(
+    s3: tuple[Proxy, Any], process_env: dict[str, str], transactional_db: Any, make_user: Any, tmp_path: Path
+) -> None:
+    proxy, client = s3
+    env = {
+        **process_env,
+        "QUIRE_S3_BUCKET": BUCKET,
+        "QUIRE_S3_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}",
+        "QUIRE_S3_REGION": "us-east-1",
+        "QUIRE_S3_ACCESS_KEY": "test",
+        "QUIRE_S3_SECRET_KEY": "test",
+        "QUIRE_MEDIA_ROOT": str(tmp_path / "media"),
+    }
+    # The audio as a podcast job leaves it: an object in the bucket, a completed row naming it.
+    audio = bytes(range(256)) * 4000  # 1 MB, every byte's position recognisable
+    client.put_object(Bucket=BUCKET, Key="podcasts/episode.mp3", Body=audio)
+    from notebooks.models import Notebook
+    from podcast.models import Podcast
+
+    user = make_user()
+    notebook = Notebook.objects.create(owner=user, title="Audio")
+    podcast = Podcast.objects.create(
+        notebook=notebook, owner=user, title="Episode", status=Podcast.Status.COMPLETED,
+        audio_mp3="podcasts/episode.mp3",
+    )  # fmt: skip
+    web_port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "backend.asgi:application", "--host", "127.0.0.1", "--port", str(web_port)],
+        cwd=ROOT, env=env, stdout=open(LOG_DIR / "s3-web.log", "ab"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{web_port}"
+        wait_for(lambda: _answers(base), timeout=60, message="the web process")
+        from rest_framework.authtoken.models import Token
+
+        token = Token.objects.create(user=user).key
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=60)
+        url = f"/api/v1/podcasts/{podcast.id}/audio/"
+
+        whole = api.get(url)
+        assert whole.status_code == 200 and whole.content == audio
+        assert whole.headers["accept-ranges"] == "bytes"
+        middle = api.get(url, headers={"Range": "bytes=500000-500999"})
+        assert middle.status_code == 206
+        assert middle.headers["content-range"] == f"bytes 500000-500999/{len(audio)}"
+        assert middle.content == audio[500000:501000]
+        tail = api.get(url, headers={"Range": "bytes=-100"})
+        assert tail.status_code == 206 and tail.content == audio[-100:]
+        outside = api.get(url, headers={"Range": f"bytes={len(audio)}-"})
+        assert outside.status_code == 416
+        assert outside.headers["content-range"] == f"bytes */{len(audio)}"
+    finally:
+        web.terminate()
+        web.wait(timeout=20)
