@@ -2,8 +2,11 @@
 network namespace, deployed as the README says (production settings, Procfile commands).
 One worker host is cut off the network mid-ingestion; the other finishes its jobs.
 
-The hosts share this machine's file system, which stands in for the shared storage (S3) a
-real deployment needs. Skipped, with the reason, where namespaces or PostgreSQL are missing.
+The hosts share no folder: files go through django-storages to an S3-compatible server (moto's
+standalone server, a dev requirement) on its own host, and the web and worker hosts reach
+PostgreSQL through PgBouncer in transaction pooling mode on the database host, with the settings
+the README prescribes. Skipped, with the reason, where namespaces, PostgreSQL, PgBouncer or moto
+are missing.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from tests.helpers import wait_for
 ROOT = Path(__file__).resolve().parent.parent
 RECOVERY_WINDOW_SECONDS = 120
 WORKER_TTL_SECONDS = 15
+PGBOUNCER = "/usr/sbin/pgbouncer"
+MOTO_SERVER = Path(sys.executable).parent / "moto_server"
+BUCKET = "quire-multihost"
 pytestmark = [pytest.mark.slow, pytest.mark.multihost]
 
 
@@ -47,6 +53,10 @@ def _skip_reason() -> str | None:
         reason = "PostgreSQL server binaries (initdb, postgres) are not installed"
     if reason is None and shutil.which("redis-server") is None:
         reason = "redis-server is not installed"
+    if reason is None and not Path(PGBOUNCER).exists():
+        reason = "pgbouncer is not installed (apt-get install pgbouncer)"
+    if reason is None and not MOTO_SERVER.exists():
+        reason = "moto[server] is not installed (requirements-dev.txt)"
     return reason
 
 
@@ -57,7 +67,7 @@ class Deployment:
         self.lab, self.work = lab, work
         self.logs = work / "logs"
         self.logs.mkdir()
-        self.ip = {host: lab.add_host(host) for host in ("redis", "db", "web", "w1", "w2")}
+        self.ip = {host: lab.add_host(host) for host in ("redis", "db", "web", "w1", "w2", "s3")}
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "QUIRE_", "DATABASE_", "REDIS_"))},
             "DJANGO_SETTINGS_MODULE": "backend.settings.production",
@@ -65,9 +75,16 @@ class Deployment:
             "DJANGO_ALLOWED_HOSTS": self.ip["web"],
             "DJANGO_SECURE_COOKIES": "false",
             "DJANGO_SECURE_SSL_REDIRECT": "false",  # plain HTTP between the namespaces
-            "DATABASE_URL": f"postgres://postgres@{self.ip['db']}:5432/postgres",
+            # PgBouncer (transaction pooling) on the database host, as the README's example.
+            "DATABASE_URL": f"postgres://postgres@{self.ip['db']}:6432/postgres",
+            "DATABASE_SESSION_OPTIONS": "false",
+            "DATABASE_CONN_MAX_AGE": "0",
+            "QUIRE_S3_BUCKET": BUCKET,
+            "QUIRE_S3_ENDPOINT_URL": f"http://{self.ip['s3']}:5000",
+            "QUIRE_S3_REGION": "us-east-1",
+            "QUIRE_S3_ACCESS_KEY": "test",
+            "QUIRE_S3_SECRET_KEY": "test",
             "REDIS_URL": f"redis://{self.ip['redis']}:6379/0",
-            "QUIRE_DATA_DIR": str(work / "data"),
             "QUIRE_WORKER_TTL": str(WORKER_TTL_SECONDS),
             "PYTHONUNBUFFERED": "1",
         }
@@ -98,11 +115,51 @@ class Deployment:
         proc = self.lab.spawn("db", args, self.logs / "postgres.log")
         netns.wait_for_port(self.ip["db"], 5432, timeout=60, proc=proc, log=self.logs / "postgres.log")
 
+    def start_pgbouncer(self) -> None:
+        # The role carries the session settings PgBouncer will not pass as startup options.
+        idle = "ALTER ROLE postgres SET idle_in_transaction_session_timeout = '60s'"
+        self.lab.run("db", ["psql", "-h", self.ip["db"], "-U", "postgres", "-d", "postgres", "-c", idle])
+        conf = self.pg_data / "pgbouncer.ini"
+        (self.pg_data / "userlist.txt").write_text('"postgres" ""\n')
+        conf.write_text(
+            f"[databases]\npostgres = host={self.ip['db']} port=5432 dbname=postgres\n"
+            f"[pgbouncer]\nlisten_addr = {self.ip['db']}\nlisten_port = 6432\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {self.pg_data / 'userlist.txt'}\npool_mode = transaction\n"
+            "default_pool_size = 20\nmax_client_conn = 500\n"
+            # A client host cut off inside a transaction must not hold its server connection (and
+            # its row locks) for long: PgBouncer ends that client after this many seconds.
+            "idle_transaction_timeout = 60\n"
+        )
+        for path in (conf, self.pg_data / "userlist.txt"):
+            shutil.chown(path, "postgres", "postgres")
+        proc = self.lab.spawn(
+            "db", ["runuser", "-u", "postgres", "--", PGBOUNCER, str(conf)], self.logs / "pgbouncer.log"
+        )
+        netns.wait_for_port(self.ip["db"], 6432, timeout=30, proc=proc, log=self.logs / "pgbouncer.log")
+
+    def start_s3(self) -> None:
+        proc = self.lab.spawn("s3", [str(MOTO_SERVER), "-H", self.ip["s3"], "-p", "5000"], self.logs / "s3.log")
+        netns.wait_for_port(self.ip["s3"], 5000, timeout=60, proc=proc, log=self.logs / "s3.log")
+        self.s3().create_bucket(Bucket=BUCKET)
+
+    def s3(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3", endpoint_url=f"http://{self.ip['s3']}:5000", aws_access_key_id="test",
+            aws_secret_access_key="test", region_name="us-east-1",
+        )  # fmt: skip
+
+    def host_env(self, host: str) -> dict[str, str]:
+        # Each host its own data folder: nothing is shared but the network.
+        return {**self.env, "QUIRE_DATA_DIR": str(self.work / f"data-{host}")}
+
     def manage(self, host: str, *args: str) -> str:
-        return self.lab.run(host, [sys.executable, "manage.py", *args], env=self.env, cwd=ROOT)
+        return self.lab.run(host, [sys.executable, "manage.py", *args], env=self.host_env(host), cwd=ROOT)
 
     def spawn(self, host: str, name: str, args: list[str]) -> None:
-        self.lab.spawn(host, [sys.executable, *args], self.logs / f"{host}-{name}.log", env=self.env, cwd=ROOT)
+        log = self.logs / f"{host}-{name}.log"
+        self.lab.spawn(host, [sys.executable, *args], log, env=self.host_env(host), cwd=ROOT)
 
     def worker(self, host: str, queue: str, worker_class: str) -> None:
         # As the Procfile: the in-process workers run RQ's scheduler (delayed retries) for every queue.
@@ -145,6 +202,8 @@ def test_a_worker_host_cut_off_mid_ingestion_leaves_its_jobs_to_the_other(deploy
     d = deployment
     d.start_redis()
     d.start_postgres()
+    d.start_pgbouncer()
+    d.start_s3()
     d.manage("web", "migrate", "--noinput")  # the Procfile's release step
     d.manage("web", "sync_schedules")
     d.manage(
@@ -222,6 +281,9 @@ def test_a_worker_host_cut_off_mid_ingestion_leaves_its_jobs_to_the_other(deploy
         f"(worker TTL {WORKER_TTL_SECONDS}s, reconciler every minute)"
     )
     assert len(found) == len(corpus)
+    stored = d.s3().list_objects_v2(Bucket=BUCKET, Prefix=f"sources/{notebook}/")["KeyCount"]
+    assert stored == len(corpus)  # the uploads went to the S3 host, read from there by both worker hosts
+    assert not any((d.work / f"data-{host}" / "media").exists() for host in ("web", "w1", "w2"))
     assert len(ready) == len(corpus), [(s["original_filename"], s["error"]) for s in found if s["status"] != "ready"]
     assert wrong_chunks == []
     assert all(j["status"] == "succeeded" and j["attempts"] == 2 for j in lost_jobs), lost_jobs
