@@ -14,7 +14,8 @@ def health_report() -> dict[str, Any]:
     report: dict[str, Any] = {"database": _check_database(), "redis": {"ok": False}, "queues": {}, "scheduler": {}}
     try:
         rq_adapter.connection().ping()
-        report["redis"] = {"ok": True}
+        # Which Redis took over is the first question after a failover.
+        report["redis"] = {"ok": True, "master": rq_adapter.master_address()}
     except Exception as exc:
         report["redis"] = {"ok": False, "error": type(exc).__name__}
     problems = [] if report["database"]["ok"] else ["database unreachable"]

@@ -23,6 +23,7 @@ INSTALLED_APPS = [*INSTALLED_APPS, "bench.apps.BenchConfig"]  # noqa: F405
 
 _redis = urlsplit(env.str("REDIS_URL", default="redis://127.0.0.1:6379/0"))
 REDIS_URL = urlunsplit(_redis._replace(path=f"/{BENCH_REDIS_DB}"))
+REDIS_CONNECTION = {"URL": REDIS_URL}  # the event stream's Redis (the bench runs without Sentinel)
 for _config in RQ_QUEUES.values():
     _config["URL"] = REDIS_URL
 

@@ -42,6 +42,13 @@ class SourceRejected(DomainError):
     code = "SOURCE_REJECTED"
 
 
+class StorageUnavailable(DomainError):
+    """The file storage (a disk, or S3 on another host) refused a write: the client may retry."""
+
+    code = "STORAGE_UNAVAILABLE"
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+
 # --- notebooks
 
 
@@ -241,7 +248,17 @@ def _store_files(notebook: Notebook, checked: list[_CheckedFile], stored: dict[s
 
 def _store_file(notebook: Notebook, item: _CheckedFile, stored: dict[str, str]) -> None:
     item.upload.seek(0)
-    stored[item.digest] = default_storage.save(f"sources/{notebook.id}/{uuid.uuid4().hex}.{item.kind}", item.upload)
+    try:
+        name = default_storage.save(f"sources/{notebook.id}/{uuid.uuid4().hex}.{item.kind}", item.upload)
+    except Exception as exc:  # OSError on a disk; botocore's connection and client errors on S3
+        logger.warning("Could not store an upload for notebook %s", notebook.id, exc_info=True)
+        # No row exists yet (files are stored before the transaction); the caller removes the
+        # files this request stored before the failure.
+        raise StorageUnavailable(
+            "The file storage is unavailable; nothing was added. Try again shortly.",
+            details={"reason": type(exc).__name__},
+        ) from exc
+    stored[item.digest] = name
 
 
 def _create_sources(

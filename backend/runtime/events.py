@@ -67,8 +67,24 @@ def _client(read_timeout: float) -> Any:
     thread (backend.asgi), so a Redis that does not answer must not hold it for long."""
     import redis.asyncio as aioredis
 
+    config = settings.REDIS_CONNECTION
+    if "URL" not in config:
+        # Behind Sentinel the stream follows the master the sentinels name, like the queues.
+        from redis.asyncio.sentinel import Sentinel
+
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            config["SENTINELS"],
+            sentinel_kwargs=config.get("SENTINEL_KWARGS", {}),
+            db=config["DB"],
+            username=config.get("USERNAME"),
+            password=config.get("PASSWORD"),
+            decode_responses=True,
+            socket_connect_timeout=5,
+            socket_timeout=read_timeout,
+        )
+        return sentinel.master_for(config["MASTER_NAME"])
     return aioredis.from_url(
-        settings.REDIS_URL, decode_responses=True, socket_connect_timeout=5, socket_timeout=read_timeout
+        config["URL"], decode_responses=True, socket_connect_timeout=5, socket_timeout=read_timeout
     )
 
 

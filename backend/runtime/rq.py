@@ -22,6 +22,7 @@ from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
 from redis import Redis
 from redis import exceptions as redis_exceptions
+from redis.sentinel import Sentinel
 from rq import Retry, SimpleWorker, Worker
 from rq.command import send_stop_job_command
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
@@ -288,18 +289,55 @@ def use_client(client: Redis, queues: Sequence[str]) -> None:
     for name in queues:
         config = settings.RQ_QUEUES.get(name)
         if config is not None:
-            _clients[config["URL"]] = client
+            _clients[_client_key(config)] = client
 
 
 def connection(queue: str = "default") -> Redis:
     """One client (and connection pool) per Redis URL and process. django-rq builds a new pool
     on every call, which costs a TCP connection per progress event. redis-py resets a pool
     inherited through fork, so work-horses get their own connections."""
-    url = settings.RQ_QUEUES[queue]["URL"]
-    client = _clients.get(url)
+    config = settings.RQ_QUEUES[queue]
+    key = _client_key(config)
+    client = _clients.get(key)
     if client is None:
-        client = _clients[url] = Redis.from_url(url, health_check_interval=30)
+        client = _clients[key] = redis_client(config)
     return client
+
+
+def _client_key(config: dict[str, Any]) -> str:
+    if "URL" in config:
+        return str(config["URL"])
+    return f"sentinel:{config['MASTER_NAME']}:{config['DB']}:{sorted(config['SENTINELS'])}"
+
+
+def _sentinel(config: dict[str, Any], **kwargs: Any) -> Sentinel:
+    return Sentinel(  # type: ignore[no-untyped-call]
+        config["SENTINELS"],
+        sentinel_kwargs=config.get("SENTINEL_KWARGS", {}),
+        db=config["DB"],
+        username=config.get("USERNAME"),
+        password=config.get("PASSWORD"),
+        **kwargs,
+    )
+
+
+def redis_client(config: dict[str, Any]) -> Redis:
+    """A client for a queue's Redis config (settings.REDIS_CONNECTION's shape): from its URL, or
+    the master the sentinels name. A Sentinel client asks them again after a connection error,
+    so a failover needs no restart; commands in flight at the kill fail and their callers retry."""
+    if "URL" in config:
+        return Redis.from_url(config["URL"], health_check_interval=30)
+    return _sentinel(config, health_check_interval=30).master_for(config["MASTER_NAME"])  # type: ignore[no-untyped-call]
+
+
+def master_address(queue: str = "default") -> str:
+    """host:port of the Redis that takes the writes (for /healthz): the sentinels' answer, or the URL's."""
+    config = settings.RQ_QUEUES[queue]
+    if "URL" in config:
+        kwargs = connection(queue).connection_pool.connection_kwargs
+        return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+    host, port = _sentinel(config).discover_master(config["MASTER_NAME"])  # type: ignore[no-untyped-call]
+    return f"{host}:{port}"
 
 
 def get_queue(name: str) -> Queue:

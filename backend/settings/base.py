@@ -7,6 +7,8 @@ from typing import Any
 import django_stubs_ext
 import environ
 
+from .redis_topology import cache_config, connection_config
+
 # Lets annotations like admin.ModelAdmin[Job] run at import time (they are for mypy).
 django_stubs_ext.monkeypatch()
 
@@ -98,6 +100,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # PgBouncer refuses startup options: DATABASE_SESSION_OPTIONS=false, and set these on the
     # role instead (ALTER ROLE quire SET idle_in_transaction_session_timeout = '60s').
     _options = DATABASES["default"].setdefault("OPTIONS", {})
+    # Transaction pooling also breaks server-side cursors (a named cursor lives in one session),
+    # so the PgBouncer switch turns them off too.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = not env.bool("DATABASE_SESSION_OPTIONS", default=True)
     if env.bool("DATABASE_SESSION_OPTIONS", default=True):
         _idle_ms = env.int("DATABASE_IDLE_TRANSACTION_TIMEOUT", default=60) * 1000
         _server = (
@@ -151,6 +156,12 @@ else:
 
 # --- Redis and the queues
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Redis Sentinel (failover): REDIS_SENTINELS=host:26379,host:26379,host:26379 and the master set's
+# name; REDIS_URL then only gives the database number and credentials. Every client (queues,
+# workers, scheduler, events, health, metrics, throttles) is built from REDIS_CONNECTION.
+REDIS_SENTINELS = env.str("REDIS_SENTINELS", default="")
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="")
+REDIS_CONNECTION = connection_config(url=REDIS_URL, sentinels=REDIS_SENTINELS, master=REDIS_SENTINEL_MASTER)
 
 # One entry per queue: its default timeout must cover the longest job of that queue
 # (RQ's 180 s default would kill ingestion of a large PDF and podcast synthesis).
@@ -164,7 +175,7 @@ QUEUE_TIMEOUTS = {
 JSON_SERIALIZER = "rq.serializers.JSONSerializer"
 RQ_QUEUES = {
     name: {
-        "URL": REDIS_URL,
+        **REDIS_CONNECTION,
         "DEFAULT_TIMEOUT": timeout,
         "SERIALIZER": JSON_SERIALIZER,
     }
@@ -288,4 +299,4 @@ QUIRE_QUOTAS: dict[str, Any] = {
 }
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"enqueue": env.str("QUIRE_THROTTLE_ENQUEUE", default="60/min")}
 # Shared by every web process, so throttles count across them.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+CACHES = {"default": cache_config(REDIS_CONNECTION)}

@@ -3,7 +3,8 @@
 from urllib.parse import urlsplit, urlunsplit
 
 from .base import *  # noqa: F403
-from .base import DATA_DIR, DATABASES, QUEUE_TIMEOUTS, QUIRE_JOBS, RQ_QUEUES, env
+from .base import DATA_DIR, DATABASES, QUEUE_TIMEOUTS, QUIRE_JOBS, REDIS_CONNECTION, RQ_QUEUES, env
+from .redis_topology import cache_config, with_db
 
 SECRET_KEY = "test-only"
 DEBUG = False
@@ -17,8 +18,9 @@ def _redis_db(url: str, db: int) -> str:
 
 
 REDIS_URL = _redis_db(env.str("REDIS_URL", default="redis://127.0.0.1:6379/0"), env.int("QUIRE_TEST_REDIS_DB", 15))
+REDIS_CONNECTION = with_db(REDIS_CONNECTION, env.int("QUIRE_TEST_REDIS_DB", 15))
 for _config in RQ_QUEUES.values():
-    _config["URL"] = REDIS_URL
+    _config.update(REDIS_CONNECTION)
 
 # Worker processes started by the tests open the same database, so it must be a file
 # (pytest-django's in-memory SQLite is invisible to other processes).
@@ -41,6 +43,6 @@ QUIRE_FETCH_ALLOW_LOOPBACK = True  # the tests serve pages from a local HTTP ser
 QUIRE_FETCH_ALLOWED_PORTS = [80, 443, *range(1024, 65536)]  # on ephemeral ports
 INSTALLED_APPS = [*INSTALLED_APPS, "tests"]  # noqa: F405  (test-only job kinds in tests/jobs.py)
 QUIRE_PODCAST_WORK_DIR = str(DATA_DIR / "test-podcast-work")
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+CACHES = {"default": cache_config(REDIS_CONNECTION)}
 # Crash tests make a worker die at a chosen step (see tests/faults.py); inert unless asked.
 QUIRE_FAULT_INJECTION = "tests.faults.maybe_crash"
