@@ -48,11 +48,26 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def dispatch_next(queue: str) -> None:
+    """The fair dispatcher's one hook in the worker: a job that starts leaves a place in RQ's
+    queue, and one that ends may release dependents (an overview) or a capped owner."""
+    from backend.runtime.dispatch import dispatch
+
+    dispatch(queue)
+
+
 def run(kind: JobKind, kwargs: dict[str, Any]) -> Any:
     rq_job = rq_adapter.current_rq_job()
     if rq_job is None:
         # Called directly (a test, a shell): just the work, no bookkeeping.
         return kind.func(**kwargs)
+    try:
+        return _run(kind, kwargs, rq_job)
+    finally:
+        dispatch_next(kind.queue)
+
+
+def _run(kind: JobKind, kwargs: dict[str, Any], rq_job: Any) -> Any:
 
     job_id = rq_job.id
     claimed = services.job_start(job_id=job_id, worker_name=rq_job.worker_name or "")
@@ -61,6 +76,7 @@ def run(kind: JobKind, kwargs: dict[str, Any]) -> Any:
         rq_adapter.prevent_retry(rq_job)
         return None
 
+    dispatch_next(kind.queue)
     token = _current.set(JobContext(job_id, claimed.attempts, claimed.max_attempts, kind.kind))
     try:
         result = _json_safe(kind.func(**kwargs))
