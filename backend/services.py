@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import F, Model
+from django.db.models import F, Model, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from backend.errors import DomainError
@@ -158,7 +159,10 @@ def job_push(*, job_id: str, new: Job | None = None, replace: bool = True) -> bo
     except Exception:
         logger.warning("Could not hand job %s to Redis; the reconciler will retry", job.id, exc_info=True)
         return False
-    Job.objects.filter(id=job.id).update(enqueued_at=timezone.now())
+    now = timezone.now()
+    # A row pushed without the dispatcher (fairness off, a retry) counts as dispatched too, so a
+    # dispatcher (another host's settings, or fairness switched on later) never pushes it again.
+    Job.objects.filter(id=job.id).update(enqueued_at=now, dispatched_at=Coalesce(F("dispatched_at"), Value(now)))
     return True
 
 

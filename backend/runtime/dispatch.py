@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet
@@ -193,7 +194,7 @@ def _first_ready(candidates: QuerySet[Job]) -> str | None:
     return None
 
 
-def backlog_stats(queue: str) -> dict[str, object]:
+def backlog_stats(queue: str) -> dict[str, Any]:
     """What waits for dispatch on a fair queue (for /healthz, /metrics, manage.py health)."""
     if not is_fair(queue):
         return {"waiting": 0, "oldest_waiting_age_seconds": None}
