@@ -232,3 +232,42 @@ def test_it_is_plain_fifo_when_fair_scheduling_is_off(
     # Pushed on commit, all of them, as before the dispatcher existed (fair: one per worker).
     assert Job.objects.filter(id__in=[j.id for j in jobs], enqueued_at__isnull=False).count() == 3
     all_finished([j.id for j in jobs])
+
+
+def test_a_cap_holds_with_two_workers_while_another_user_waits_and_lifts_after(
+    workers: Any, redis_clean: Any, make_user: Any, settings: Any
+) -> None:
+    settings.QUIRE_FAIR = {**settings.QUIRE_FAIR, "CAPS": {**settings.QUIRE_FAIR["CAPS"], "reports": 1}}
+    capped = {"QUIRE_FAIR_CAP_REPORTS": "1"}
+    workers.stop("reports")
+    workers.start("reports", extra_env=capped)
+    workers.start("reports#2", extra_env=capped)
+    try:
+        a, b = make_user(), make_user()
+        with transaction.atomic():
+            a_jobs = [sleeper(a, seconds=1.0) for _ in range(8)]
+        wait_for(lambda: Job.objects.filter(owner=a, status=Job.Status.RUNNING).count() == 2, message="A on both")
+        with transaction.atomic():
+            b_jobs = [sleeper(b, seconds=1.0) for _ in range(2)]
+        done = all_finished([j.id for j in a_jobs + b_jobs], timeout=90)
+    finally:
+        workers.stop("reports#2")
+        workers.stop("reports")
+        workers.start("reports")
+
+    assert all(j.status == Job.Status.SUCCEEDED for j in done)
+    a_done = sorted((j for j in done if j.owner_id == a.id), key=lambda j: j.started_at)
+    b_done = sorted((j for j in done if j.owner_id == b.id), key=lambda j: j.started_at)
+
+    def overlap(x: Job, y: Job) -> bool:
+        return x.started_at < y.finished_at and y.started_at < x.finished_at
+
+    # Alone, A had both workers (the cap lifted: nobody else waited).
+    assert overlap(a_done[0], a_done[1])
+    # While B had work, A's jobs dispatched after B's first never ran two at a time.
+    b_first_dispatch, b_end = min(j.dispatched_at for j in b_done), max(j.finished_at for j in b_done)
+    during = [j for j in a_done if j.started_at > b_first_dispatch and j.started_at < b_end]
+    assert during, "A ran nothing while B had work"
+    assert not any(overlap(x, y) for i, x in enumerate(during) for y in during[i + 1 :])
+    # And B was not made to wait for A's backlog.
+    assert b_done[-1].started_at < a_done[-1].started_at

@@ -12,8 +12,8 @@ The fair order, one pick at a time:
    last ``BULK_SHARE - 1`` dispatches was bulk, bulk goes next (bulk is never starved).
 2. Owner: within the class, the owner whose last dispatch on this queue is the oldest (never
    dispatched first): round-robin, so one queued job waits for at most about one job of each
-   other active owner. Owners at their cap (running + handed out ≥ ``CAPS[queue]``) are skipped
-   while another owner has work; when only capped owners wait, the cap lifts (work-conserving).
+   other active owner. An owner at its cap (running + handed out ≥ ``CAPS[queue]``) is skipped
+   while any other owner waits; when nobody else waits, its cap lifts (work-conserving).
 3. Job: that owner's oldest waiting job of the class whose dependencies have all ended.
 
 Each pick is claimed with ``UPDATE … SET dispatched_at WHERE dispatched_at IS NULL AND status =
@@ -167,8 +167,9 @@ def _pick_in_class(queue: str, priority: str) -> str | None:
 
 
 def _apply_cap(queue: str, ranked: list[int | None], cap: int) -> list[int | None]:
-    """Owners under the cap first; capped ones only after them, so a cap holds while anyone
-    else waits and lifts when nobody does."""
+    """The owners that may get a job now: those under the cap, and a capped owner only when no
+    other owner waits (the cap lifts; work-conserving). When every waiting owner is capped,
+    nobody is dispatched: each holds its share, and the next job end frees a place."""
     in_flight = dict(
         Job.objects.filter(queue=queue, owner_id__in=[o for o in ranked if o is not None])
         .filter(Q(status=S.RUNNING) | Q(status=S.QUEUED, dispatched_at__isnull=False))
@@ -176,13 +177,13 @@ def _apply_cap(queue: str, ranked: list[int | None], cap: int) -> list[int | Non
         .annotate(n=Count("id"))
         .values_list("owner_id", "n")
     )
-    under = [o for o in ranked if o is None or in_flight.get(o, 0) < cap]
-    capped = [o for o in ranked if o not in under]
-    if under and capped:
-        others_waiting = waiting(queue).filter(owner_id__in=[o for o in under if o is not None]).exists()
-        if others_waiting:
-            return under
-    return under + capped
+    allowed: list[int | None] = []
+    for owner in ranked:
+        if owner is None or in_flight.get(owner, 0) < cap:
+            allowed.append(owner)
+        elif not waiting(queue).exclude(owner_id=owner).exists():
+            allowed.append(owner)
+    return allowed
 
 
 def _first_ready(candidates: QuerySet[Job]) -> str | None:
