@@ -89,6 +89,7 @@ def job_enqueue(
     would find nothing). A given ``job_id`` makes the call idempotent. On a fair queue the
     row joins the backlog and the dispatcher decides when RQ gets it (runtime/dispatch.py)."""
     quota_check(owner=owner, kind=kind.kind)
+    fair = dispatch.is_fair(kind.queue)
     job, created = Job.objects.get_or_create(
         id=job_id or str(uuid.uuid4()),
         defaults={
@@ -106,10 +107,13 @@ def job_enqueue(
             "notebook_id": notebook_id,
             "batch": batch,
             "priority": priority,
+            # Off the fair queues (or with fairness off) a row is handed to RQ on commit: it is
+            # never the dispatchers' to push, even on a host whose settings differ.
+            "dispatched_at": None if fair else timezone.now(),
             "message": "Waiting for a worker" if not depends_on else "Waiting for other jobs",
         },
     )
-    if created and dispatch.is_fair(kind.queue):
+    if created and fair:
         waiting = job
         transaction.on_commit(lambda: events.publish_job(waiting), robust=True)
         _dispatch_after_commit(kind.queue)
