@@ -546,11 +546,57 @@
 
     // --- adding sources
 
+    /* The last upload's batch: its coverage line ("18 of 20 ready, 2 failed: 2 EXTRACTION_FAILED")
+       while it runs and once it has ended, and a retry of its failed sources. */
+    const batchBox = document.getElementById("batch-coverage");
+    const batchLine = document.getElementById("batch-line");
+    const batchRetry = document.getElementById("batch-retry");
+    let batchId = null;
+    let batchTimer = null;
+
+    /* Read again when one of its jobs ends (pushed over the event stream, not polled), at most
+       once a second however many end together. */
+    function batchJobEnded(job) {
+      if (!batchId || job.batch !== batchId || ["queued", "running", "retrying"].includes(job.status)) return;
+      if (batchTimer === null) batchTimer = setTimeout(() => followBatch(batchId), 1000);
+    }
+
+    async function followBatch(id) {
+      batchId = id;
+      clearTimeout(batchTimer);
+      batchTimer = null;
+      try {
+        const batch = await api(fill(urls.batch, id));
+        if (batchId !== id) return;
+        batchBox.hidden = false;
+        batchLine.textContent = `Last upload: ${batch.coverage}`;
+        const running = batch.status === "queued" || batch.status === "running";
+        batchRetry.hidden = running || !batch.failed;
+      } catch (error) {
+        failed(error);
+      }
+    }
+
+    batchRetry.addEventListener("click", async () => {
+      if (!batchId) return;
+      batchRetry.disabled = true;
+      try {
+        const body = await api(fill(urls.batchRetry, batchId), { method: "POST" });
+        say(`Retrying ${body.retried.length} failed source${body.retried.length === 1 ? "" : "s"}.`, "info");
+        await followBatch(batchId);
+      } catch (error) {
+        failed(error);
+      } finally {
+        batchRetry.disabled = false;
+      }
+    });
+
     async function addSources(request, busyText) {
       say(busyText, "info");
       try {
         const body = await api(urls.sources, { method: "POST", ...request });
         for (const source of body.sources) trackers.source.upsert(source);
+        if (body.batch && body.sources.length) followBatch(body.batch.id);
         const dupes = (body.duplicates || []).map((d) => d.name);
         say(dupes.length ? `Already in this notebook: ${dupes.join(", ")}.` : "", "info");
         return true;
@@ -674,6 +720,7 @@
       });
       stream.addEventListener("job", (event) => {
         const job = JSON.parse(event.data);
+        batchJobEnded(job);
         const type = job.subject && job.subject.type;
         if (trackers[type]) trackers[type].onJob(job);
         else if (job.kind === "notebooks.build_overview") onOverviewJob(job);
