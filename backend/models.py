@@ -84,7 +84,10 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["owner", "status"]),
             models.Index(fields=["status", "updated_at"]),
+            # The fair dispatcher's reads: the backlog, the latest dispatches, each owner's last.
             models.Index(fields=["queue", "status", "dispatched_at"]),
+            models.Index(fields=["queue", "dispatched_at"]),
+            models.Index(fields=["queue", "owner", "dispatched_at"]),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(progress__lte=100), name="job_progress_at_most_100"),
