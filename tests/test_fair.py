@@ -100,6 +100,8 @@ def test_a_job_shows_its_priority_and_its_fair_queue_position(
         health = api_client_for(a).get("/healthz").json()["queues"]["reports"]
         assert health["waiting"] == 5 and health["backlog"] == 6
         assert health["oldest_age_seconds"] is not None
+        metrics = api_client_for(a).get("/metrics", HTTP_AUTHORIZATION="Bearer test-metrics-token")
+        assert 'quire_jobs_waiting_dispatch{queue="reports"} 5.0' in metrics.content.decode()
     finally:
         workers.start("reports")
     all_finished([j.id for j in [*a_jobs, b_job]])
@@ -271,3 +273,51 @@ def test_a_cap_holds_with_two_workers_while_another_user_waits_and_lifts_after(
     assert not any(overlap(x, y) for i, x in enumerate(during) for y in during[i + 1 :])
     # And B was not made to wait for A's backlog.
     assert b_done[-1].started_at < a_done[-1].started_at
+
+
+def test_the_enqueuing_service_chooses_the_class_and_a_request_may_override_it(
+    transactional_db: Any, redis_clean: Any, make_user: Any, api_client_for: Any
+) -> None:
+    from notebooks.services import notebook_create
+
+    user = make_user()
+    client = api_client_for(user)
+    nb = notebook_create(owner=user, title="Classes")
+    url = f"/api/v1/notebooks/{nb.id}/sources/"
+
+    def files(n: int) -> list[Any]:
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        return [
+            SimpleUploadedFile(f"n{i}-{uuid.uuid4().hex}.txt", f"note {uuid.uuid4().hex}".encode()) for i in range(n)
+        ]
+
+    def classes(response: Any) -> set[str]:
+        assert response.status_code == 202, response.content
+        return {job["priority"] for job in response.json()["batch"]["jobs"]}
+
+    assert classes(client.post(url, {"files": files(1)}, format="multipart")) == {"interactive"}
+    assert classes(client.post(url, {"files": files(6)}, format="multipart")) == {"bulk"}  # > 5 in one request
+    assert classes(client.post(url, {"files": files(1), "priority": "bulk"}, format="multipart")) == {"bulk"}
+    assert classes(client.post(url, {"files": files(6), "priority": "interactive"}, format="multipart")) == {
+        "interactive"
+    }
+    assert classes(client.post(url, {"text": "A note", "priority": "bulk"}, format="json")) == {"bulk"}
+    refused = client.post(url, {"text": "A note", "priority": "urgent"}, format="json")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "VALIDATION_ERROR"
+    # The overview job that follows a batch shares its class.
+    overview = Job.objects.filter(kind="notebooks.build_overview").order_by("-created_at").first()
+    assert overview is not None and overview.priority == "bulk"
+
+
+def test_add_sources_imports_as_bulk(transactional_db: Any, redis_clean: Any, make_user: Any, tmp_path: Path) -> None:
+    from django.core.management import call_command
+
+    from notebooks.services import notebook_create
+
+    user = make_user()
+    notebook_create(owner=user, title="Imported")
+    note = tmp_path / "one.txt"
+    note.write_text("just one file, still an import")
+    call_command("add_sources", "--notebook", "Imported", "--user", user.username, "--no-wait", str(note))
+    assert set(Job.objects.filter(owner=user).values_list("priority", flat=True)) == {"bulk"}

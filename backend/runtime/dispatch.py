@@ -3,7 +3,7 @@
 RQ runs a queue first-in first-out, so one user's import of a thousand files would make
 everyone else wait behind it. On the fair queues (settings.QUIRE_FAIR["QUEUES"]) a new job is
 written ``queued`` with ``dispatched_at`` null and not pushed; ``dispatch(queue)`` hands RQ the
-next jobs in the fair order until RQ holds about one waiting job per live worker. It is called
+next jobs in the fair order until RQ's queue holds about one job per live worker. It is called
 after the enqueuing transaction commits, when a job starts and when it ends (in the worker,
 ``execute.run``), and by the reconciler every minute as a backstop.
 
@@ -79,10 +79,13 @@ def dispatch(queue: str) -> list[str]:
 
 
 def _fill(queue: str) -> list[str]:
+    # RQ's own depth, not the rows marked dispatched: a row claimed by a dispatcher that died
+    # before its push, or a job a SIGKILLed worker had just taken, is in no RQ queue; counted,
+    # such rows would hold the queue's places until the reconciler heals them (seen: a batch
+    # stalled in tests/test_chaos.py while workers and horses were being killed).
     target = max(rq_adapter.live_worker_count(queue), 1)
-    handed_out = Job.objects.filter(queue=queue, status=S.QUEUED, dispatched_at__isnull=False).count()
     pushed: list[str] = []
-    for _ in range(max(target - handed_out, 0)):
+    for _ in range(max(target - rq_adapter.queue_depth(queue), 0)):
         job_id = pick(queue)
         if job_id is None:
             break
