@@ -61,6 +61,10 @@ def dispatch(queue: str) -> list[str]:
     if not is_fair(queue):
         return []
     try:
+        # Most calls (a job's end, the 2nd to 20th job of an upload) find RQ full: they return
+        # after two Redis reads, without the lock or the database.
+        if _free_places(queue) <= 0:
+            return []
         conn = rq_adapter.connection(queue)
         lock = conn.lock(f"quire:dispatch:{queue}", timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS)
         if not lock.acquire():
@@ -83,15 +87,18 @@ def _fill(queue: str) -> list[str]:
     # before its push, or a job a SIGKILLed worker had just taken, is in no RQ queue; counted,
     # such rows would hold the queue's places until the reconciler heals them (seen: a batch
     # stalled in tests/test_chaos.py while workers and horses were being killed).
-    target = max(rq_adapter.live_worker_count(queue), 1)
     pushed: list[str] = []
-    for _ in range(max(target - rq_adapter.queue_depth(queue), 0)):
+    for _ in range(max(_free_places(queue), 0)):
         job_id = pick(queue)
         if job_id is None:
             break
         if claim_and_push(job_id):
             pushed.append(job_id)
     return pushed
+
+
+def _free_places(queue: str) -> int:
+    return max(rq_adapter.live_worker_count(queue), 1) - rq_adapter.queue_depth(queue)
 
 
 def claim_and_push(job_id: str) -> bool:
