@@ -58,6 +58,18 @@ class BatchDetailApi(APIView):
         return Response(BatchSerializer(batch).data)
 
 
+class BatchRetryFailedApi(APIView):
+    class OutputSerializer(serializers.Serializer[dict[str, Any]]):
+        batch = serializers.UUIDField()
+        retried = serializers.ListField(child=serializers.CharField())
+
+    @swagger_auto_schema(request_body=no_body, responses={202: OutputSerializer, 409: "the batch still runs"})
+    def post(self, request: Request, batch_id: str) -> Response:
+        batch = get_object_or_404(Batch, id=batch_id, owner=request.user)
+        retried = services.batch_retry_failed(batch=batch)
+        return Response(self.OutputSerializer({"batch": batch.id, "retried": retried}).data, status=202)
+
+
 def healthz(request: HttpRequest) -> JsonResponse:
     report = health_report()
     return JsonResponse(report, status=200 if report["ok"] else 503)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import connection
 
 from backend.runtime import rq as rq_adapter
+from backend.runtime.dispatch import backlog_stats
 
 
 def health_report() -> dict[str, Any]:
@@ -22,6 +23,7 @@ def health_report() -> dict[str, Any]:
     if report["redis"]["ok"]:
         for name in settings.RQ_QUEUES:
             stats = rq_adapter.queue_stats(name)
+            _add_backlog(name, stats)
             stats["ok"] = stats["workers"] > 0
             if not stats["ok"]:
                 problems.append(f"no worker on queue {name}")
@@ -35,6 +37,19 @@ def health_report() -> dict[str, Any]:
     report["ok"] = not problems
     report["problems"] = problems
     return report
+
+
+def _add_backlog(queue: str, stats: dict[str, Any]) -> None:
+    """On a fair queue most waiting jobs are Job rows not yet handed to RQ: ``waiting`` counts
+    those, ``backlog`` is RQ's depth plus them, and the oldest age is the older of the two."""
+    try:
+        waiting = backlog_stats(queue)
+    except Exception:  # the database check above reports the cause
+        waiting = {"waiting": None, "oldest_waiting_age_seconds": None}
+    stats["waiting"] = waiting["waiting"]
+    stats["backlog"] = stats["depth"] + (waiting["waiting"] or 0)
+    ages = [a for a in (stats["oldest_age_seconds"], waiting["oldest_waiting_age_seconds"]) if a is not None]
+    stats["oldest_age_seconds"] = max(ages) if ages else None
 
 
 def _check_database() -> dict[str, Any]:

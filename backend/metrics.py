@@ -17,9 +17,10 @@ from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from backend.models import Job
+from backend.runtime.dispatch import backlog_stats
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -30,6 +31,7 @@ class JobCollector:
         for row in Job.objects.values("kind", "status").annotate(n=Count("id")).order_by():
             totals.add_metric([row["kind"], row["status"]], row["n"])
         yield totals
+        yield from self._backlog()
         yield self._histogram(
             "quire_job_duration_seconds",
             "Run time of finished jobs (last attempt), by kind and status",
@@ -42,6 +44,23 @@ class JobCollector:
             ExpressionWrapper(F("started_at") - F("created_at"), output_field=DurationField()),
             Q(started_at__isnull=False),
         )
+
+    def _backlog(self) -> Iterator[Metric]:
+        """Jobs waiting for the fair dispatcher (not yet in RQ, so not in django-rq's gauges)."""
+        waiting = GaugeMetricFamily(
+            "quire_jobs_waiting_dispatch", "Queued jobs not yet handed to RQ, by queue", labels=["queue"]
+        )
+        oldest = GaugeMetricFamily(
+            "quire_jobs_waiting_dispatch_oldest_age_seconds",
+            "Age of the oldest job waiting for dispatch, by queue",
+            labels=["queue"],
+        )
+        for queue in settings.QUIRE_FAIR["QUEUES"]:
+            stats = backlog_stats(queue)
+            waiting.add_metric([queue], float(stats["waiting"] or 0))
+            oldest.add_metric([queue], float(stats["oldest_waiting_age_seconds"] or 0))
+        yield waiting
+        yield oldest
 
     def _histogram(self, name: str, doc: str, expression: ExpressionWrapper[Any], where: Q) -> HistogramMetricFamily:
         family = HistogramMetricFamily(name, doc, labels=["kind", "status"])

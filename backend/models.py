@@ -23,6 +23,10 @@ class Batch(models.Model):
 
 
 class Job(models.Model):
+    class Priority(models.TextChoices):
+        INTERACTIVE = "interactive"
+        BULK = "bulk"
+
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
@@ -63,6 +67,10 @@ class Job(models.Model):
     error_code = models.CharField(max_length=50, blank=True)
     result = models.JSONField(null=True, blank=True)
     worker_name = models.CharField(max_length=200, blank=True)
+    # Fair scheduling: the class the enqueuing service chose, and when a dispatcher claimed the
+    # row and handed it to RQ (null: it waits in the backlog; set once, by a conditional UPDATE).
+    priority = models.CharField(max_length=20, choices=Priority.choices, default=Priority.INTERACTIVE)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -76,6 +84,10 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["owner", "status"]),
             models.Index(fields=["status", "updated_at"]),
+            # The fair dispatcher's reads: the backlog, the latest dispatches, each owner's last.
+            models.Index(fields=["queue", "status", "dispatched_at"]),
+            models.Index(fields=["queue", "dispatched_at"]),
+            models.Index(fields=["queue", "owner", "dispatched_at"]),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(progress__lte=100), name="job_progress_at_most_100"),

@@ -3,6 +3,7 @@ from typing import Any, cast
 from rest_framework import serializers
 
 from backend.models import Batch, Job
+from backend.runtime import dispatch
 from backend.runtime import rq as rq_adapter
 
 
@@ -30,6 +31,7 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "subject",
             "notebook",
             "batch",
+            "priority",
             "queue_position",
             "workers",
             "created_at",
@@ -48,6 +50,8 @@ class JobSerializer(serializers.ModelSerializer[Job]):
         if job.status != Job.Status.QUEUED or self.context.get("event"):
             return None
         try:
+            if job.dispatched_at is None and dispatch.is_fair(job.queue):
+                return dispatch.fair_position(job)
             return rq_adapter.queue_position(job.queue, job.id)
         except Exception:
             return None
@@ -73,6 +77,8 @@ class BatchSerializer(serializers.ModelSerializer[Batch]):
     totals = serializers.SerializerMethodField()
     succeeded = serializers.SerializerMethodField()
     failed = serializers.SerializerMethodField()
+    failures = serializers.SerializerMethodField()
+    coverage = serializers.SerializerMethodField()
     status = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
     jobs = serializers.SerializerMethodField()
@@ -88,6 +94,8 @@ class BatchSerializer(serializers.ModelSerializer[Batch]):
             "totals",
             "succeeded",
             "failed",
+            "failures",
+            "coverage",
             "jobs",
             "created_at",
         ]
@@ -112,6 +120,32 @@ class BatchSerializer(serializers.ModelSerializer[Batch]):
 
     def get_failed(self, batch: Batch) -> int:
         return sum(job.status == Job.Status.FAILED for job in self._jobs(batch))
+
+    def get_failures(self, batch: Batch) -> list[dict[str, Any]]:
+        """Failed jobs grouped by error code, most frequent first."""
+        counts: dict[str, int] = {}
+        for job in self._jobs(batch):
+            if job.status == Job.Status.FAILED:
+                code = job.error_code or "UNKNOWN"
+                counts[code] = counts.get(code, 0) + 1
+        return [{"error_code": c, "count": n} for c, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+
+    def get_coverage(self, batch: Batch) -> str:
+        """One readable line: "423 of 501 ready, 78 failed: 60 EXTRACTION_FAILED, 18 FETCH_BLOCKED"."""
+        jobs = self._jobs(batch)
+        line = f"{self.get_succeeded(batch)} of {len(jobs)} ready"
+        failed = self.get_failed(batch)
+        if failed:
+            line += f", {failed} failed: " + ", ".join(
+                f"{f['count']} {f['error_code']}" for f in self.get_failures(batch)
+            )
+        waiting = sum(job.status in Job.ACTIVE for job in jobs)
+        if waiting:
+            line += f", {waiting} still in progress"
+        cancelled = sum(job.status == Job.Status.CANCELLED for job in jobs)
+        if cancelled:
+            line += f", {cancelled} cancelled"
+        return line
 
     def get_status(self, batch: Batch) -> str:
         jobs = self._jobs(batch)

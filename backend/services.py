@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import F, Model
+from django.db.models import F, Model, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from backend.errors import DomainError
 from backend.models import Batch, Job
-from backend.runtime import events, get_kind, progress
+from backend.runtime import dispatch, events, get_kind, progress
 from backend.runtime import rq as rq_adapter
 
 if TYPE_CHECKING:
@@ -82,10 +83,13 @@ def job_enqueue(
     batch: Batch | None = None,
     depends_on: Sequence[str] = (),
     job_id: str | None = None,
+    priority: str = Job.Priority.INTERACTIVE,
 ) -> Job:
     """Record the job, then hand it to RQ after commit (a job that ran before the commit
-    would find nothing). A given ``job_id`` makes the call idempotent."""
+    would find nothing). A given ``job_id`` makes the call idempotent. On a fair queue the
+    row joins the backlog and the dispatcher decides when RQ gets it (runtime/dispatch.py)."""
     quota_check(owner=owner, kind=kind.kind)
+    fair = dispatch.is_fair(kind.queue)
     job, created = Job.objects.get_or_create(
         id=job_id or str(uuid.uuid4()),
         defaults={
@@ -102,13 +106,28 @@ def job_enqueue(
             "subject_id": str(subject.pk) if subject is not None else "",
             "notebook_id": notebook_id,
             "batch": batch,
+            "priority": priority,
+            # Off the fair queues (or with fairness off) a row is handed to RQ on commit: it is
+            # never the dispatchers' to push, even on a host whose settings differ.
+            "dispatched_at": None if fair else timezone.now(),
             "message": "Waiting for a worker" if not depends_on else "Waiting for other jobs",
         },
     )
-    if created:
+    if created and fair:
+        waiting = job
+        transaction.on_commit(lambda: events.publish_job(waiting), robust=True)
+        _dispatch_after_commit(kind.queue)
+    elif created:
         new, named = job, job_id is not None
         transaction.on_commit(lambda: job_push(job_id=new.id, new=new, replace=named))
     return job
+
+
+def _dispatch_after_commit(queue: str) -> None:
+    """After commit, never inside the transaction (the dispatcher's other hosts could not see
+    the row yet). A dispatch that fails is the dispatcher's to log, never the request's. An
+    upload of 20 files asks 20 times; all but the first find RQ full and return (a count)."""
+    transaction.on_commit(lambda: dispatch.dispatch(queue), robust=True)
 
 
 def job_push(*, job_id: str, new: Job | None = None, replace: bool = True) -> bool:
@@ -144,7 +163,10 @@ def job_push(*, job_id: str, new: Job | None = None, replace: bool = True) -> bo
     except Exception:
         logger.warning("Could not hand job %s to Redis; the reconciler will retry", job.id, exc_info=True)
         return False
-    Job.objects.filter(id=job.id).update(enqueued_at=timezone.now())
+    now = timezone.now()
+    # A row pushed without the dispatcher (fairness off, a retry) counts as dispatched too, so a
+    # dispatcher (another host's settings, or fairness switched on later) never pushes it again.
+    Job.objects.filter(id=job.id).update(enqueued_at=now, dispatched_at=Coalesce(F("dispatched_at"), Value(now)))
     return True
 
 
@@ -344,6 +366,7 @@ def job_retry_now(*, job: Job) -> Job:
     budget = kind.max_attempts if kind is not None else job.max_attempts
     updated = Job.objects.filter(id=job.id, status__in=(S.FAILED, S.CANCELLED)).update(
         status=S.QUEUED,
+        dispatched_at=None,  # back into the fair backlog (ignored on the other queues)
         max_attempts=F("attempts") + budget,
         progress=0,
         error="",
@@ -355,8 +378,31 @@ def job_retry_now(*, job: Job) -> Job:
     job.refresh_from_db()
     if updated:
         _after_change(job)
-        job_push(job_id=job.id)
+        if dispatch.is_fair(job.queue):
+            transaction.on_commit(lambda: dispatch.dispatch(job.queue), robust=True)
+        else:
+            job_push(job_id=job.id)
     return job
+
+
+class BatchStillRunning(DomainError):
+    status_code = 409
+    code = "BATCH_RUNNING"
+
+
+def batch_retry_failed(*, batch: Batch) -> list[str]:
+    """Run every failed job of the batch again (each with a fresh attempt budget, as the
+    admin's retry); the succeeded and cancelled ones are left alone. Refused while any job of
+    the batch is still waiting or running: a retry then would race the batch's own end."""
+    jobs = batch.jobs.all()
+    if jobs.filter(status__in=Job.ACTIVE).exists():
+        raise BatchStillRunning("The batch is still running; retry its failed jobs once it has ended.")
+    retried: list[str] = []
+    with transaction.atomic():
+        for job in jobs.filter(status=S.FAILED).order_by("created_at"):
+            if job_retry_now(job=job).status == S.QUEUED:
+                retried.append(job.id)
+    return retried
 
 
 def jobs_purge(*, older_than_days: int) -> int:

@@ -49,6 +49,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("jobs/<str:job_id>/", apis.JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<str:job_id>/cancel/", apis.JobCancelApi.as_view(), name="job-cancel"),
     path("batches/<uuid:batch_id>/", apis.BatchDetailApi.as_view(), name="batch-detail"),
+    path("batches/<uuid:batch_id>/retry-failed/", apis.BatchRetryFailedApi.as_view(), name="batch-retry-failed"),
     path("", include("notebooks.urls")),
     path("", include("podcast.urls")),
     path("", include("reports.urls")),

@@ -120,6 +120,11 @@ class SourceListCreateApi(APIView):
         urls = serializers.ListField(child=serializers.CharField(max_length=2000), required=False, max_length=50)
         text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
         title = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
+        priority = serializers.ChoiceField(choices=Job.Priority.choices, required=False)
+
+    class PriorityInput(serializers.Serializer[dict[str, Any]]):
+        # Also accepted as a form field next to `files`.
+        priority = serializers.ChoiceField(choices=Job.Priority.choices, required=False)
 
     @swagger_auto_schema(responses={200: SourceOutputSerializer(many=True)})
     def get(self, request: Request, notebook_id: str) -> Response:
@@ -133,7 +138,8 @@ class SourceListCreateApi(APIView):
         # schema, the multipart form is described here.
         operation_description="Add sources: JSON {urls: [...]} or JSON {text, title} as below, or a "
         "multipart/form-data body with one or more `files` fields. Answers 202 with the batch, the sources "
-        "and their jobs.",
+        "and their jobs. `priority` (interactive|bulk, also a form field) overrides the class the server "
+        "chooses (bulk above QUIRE_FAIR_BULK_THRESHOLD sources in one request).",
         request_body=JsonInput,
         responses={202: "batch, sources, jobs", 413: "too large", 415: "unsupported type"},
     )
@@ -148,7 +154,12 @@ class SourceListCreateApi(APIView):
             )
         files = request.FILES.getlist("files") if request.content_type.startswith("multipart/") else []
         if files:
-            added = services.sources_add(notebook=notebook, owner=request.user, files=files)
+            form = cast(dict[str, Any], request.data)
+            chosen = self.PriorityInput(data={"priority": form["priority"]} if "priority" in form else {})
+            chosen.is_valid(raise_exception=True)
+            added = services.sources_add(
+                notebook=notebook, owner=request.user, files=files, priority=chosen.validated_data.get("priority")
+            )
         else:
             data = self.JsonInput(data=request.data)
             data.is_valid(raise_exception=True)
@@ -157,7 +168,12 @@ class SourceListCreateApi(APIView):
             if not urls and text is None:
                 raise DomainError("Send one or more `files`, a list of `urls`, or `text`.", code="NO_SOURCES")
             added = services.sources_add(
-                notebook=notebook, owner=request.user, urls=urls, text=text, title=data.validated_data["title"]
+                notebook=notebook,
+                owner=request.user,
+                urls=urls,
+                text=text,
+                title=data.validated_data["title"],
+                priority=data.validated_data.get("priority"),
             )
         context = {"jobs": {job.id: job for job in added.jobs.values()}}  # shared: jobs and worker counts
         return Response(

@@ -182,8 +182,14 @@ def sources_add(
     urls: Sequence[str] = (),
     text: str | None = None,
     title: str = "",
+    priority: str | None = None,
 ) -> SourcesAdded:
-    """Check, store and enqueue new sources as one batch; an overview job follows the batch."""
+    """Check, store and enqueue new sources as one batch; an overview job follows the batch.
+    ``priority``: the jobs' class; by default bulk when the request adds more sources than
+    QUIRE_FAIR_BULK_THRESHOLD (an import nobody watches file by file), else interactive."""
+    if priority is None:
+        many = len(files) + len(urls) + (text is not None) > settings.QUIRE_FAIR["BULK_THRESHOLD"]
+        priority = Job.Priority.BULK if many else Job.Priority.INTERACTIVE
     checked = _check_files(files)
     _check_urls(urls)
     if text is not None and not text.strip():
@@ -203,7 +209,15 @@ def sources_add(
                     # files stay, whatever a later hook (the jobs' push) raises.
                     transaction.on_commit(lambda: committed.append(True))
                     result = _create_sources(
-                        notebook, owner, checked, stored, urls, text, title, store_missing=attempt == STORE_ATTEMPTS
+                        notebook,
+                        owner,
+                        checked,
+                        stored,
+                        urls,
+                        text,
+                        title,
+                        store_missing=attempt == STORE_ATTEMPTS,
+                        priority=priority,
                     )
                 break
             except _NotStoredYet:
@@ -271,6 +285,7 @@ def _create_sources(
     title: str,
     *,
     store_missing: bool,
+    priority: str,
 ) -> SourcesAdded:
     from notebooks.jobs import build_overview, process_source
 
@@ -327,7 +342,12 @@ def _create_sources(
     jobs: dict[str, Job] = {}
     for source in sources:
         job = process_source.enqueue(
-            {"source_id": str(source.id)}, owner=owner, subject=source, notebook_id=notebook.id, batch=batch
+            {"source_id": str(source.id)},
+            owner=owner,
+            subject=source,
+            notebook_id=notebook.id,
+            batch=batch,
+            priority=priority,
         )
         jobs[str(source.id)] = job
         Source.objects.filter(id=source.id).update(job_id=job.id)
@@ -340,6 +360,7 @@ def _create_sources(
             subject=notebook,
             notebook_id=notebook.id,
             depends_on=[job.id for job in jobs.values()],
+            priority=priority,
         )
     return SourcesAdded(batch=batch, sources=sources, jobs=jobs, duplicates=duplicates, overview_job=overview_job)
 

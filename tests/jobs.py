@@ -88,3 +88,12 @@ def record(*, key: str, name: str, delay: float = 0.0) -> str:
     time.sleep(delay)
     _redis().rpush(f"{key}:order", name)
     return name
+
+
+@job("tests.fails_once_reports", queue="reports", retries=0)
+def fails_once_reports(*, key: str, fail: bool) -> int:
+    """On a fair queue: counts its runs; with ``fail``, its first run fails with a code."""
+    runs = int(_redis().incr(f"{key}:runs"))
+    if fail and runs == 1:
+        raise JobError("EXTRACTION_FAILED", "The text could not be extracted.")
+    return runs

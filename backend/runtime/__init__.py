@@ -85,8 +85,10 @@ class JobKind:
         batch: Batch | None = None,
         depends_on: Sequence[str] = (),
         job_id: str | None = None,
+        priority: str = "interactive",
     ) -> Job:
-        """Create the Job row now and hand the job to RQ once the transaction commits."""
+        """Create the Job row now and hand the job to RQ once the transaction commits (on a
+        fair queue: once the dispatcher picks it; ``priority`` is "interactive" or "bulk")."""
         from backend.services import job_enqueue
 
         return job_enqueue(
@@ -98,6 +100,7 @@ class JobKind:
             batch=batch,
             depends_on=depends_on,
             job_id=job_id,
+            priority=priority,
         )
 
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from backend import services
 from backend.models import Job
-from backend.runtime import progress
+from backend.runtime import dispatch, progress
 from backend.runtime import rq as rq_adapter
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ def reconcile() -> dict[str, int]:
     progress(message="Checking unfinished jobs")
 
     for job in Job.objects.filter(status__in=Job.ACTIVE, updated_at__lte=cutoff).order_by("created_at"):
+        if job.status == S.QUEUED and job.dispatched_at is None and dispatch.is_fair(job.queue):
+            continue  # the fair backlog: the dispatcher's, not RQ's (dispatched below)
         counts["checked"] += 1
         rq_status = rq_adapter.status_of(job.id)
         if job.status == S.RUNNING:
@@ -77,6 +79,10 @@ def reconcile() -> dict[str, int]:
         elif services.job_push(job_id=job.id):
             logger.warning("Re-enqueued job %s (%s): RQ had it as %s", job.id, job.kind, rq_status)
             counts["pushed"] += 1
+    # A backstop for the dispatch hooks (after an enqueue, at a job's start and end): a dispatcher
+    # that could not reach Redis, or an overview whose batch ended while nothing else ran.
+    progress(message="Dispatching waiting jobs")
+    counts["dispatched"] = sum(len(dispatch.dispatch(queue)) for queue in settings.QUIRE_FAIR["QUEUES"])
     if any(counts[k] for k in ("pushed", "lost_retried", "lost_failed")):
         logger.warning("Reconciled jobs: %s", counts)
     return counts

@@ -194,6 +194,9 @@ class _QuireWorkerMixin:
         services.job_lost(
             job_id=job.id, stopped=stopped, will_retry=will_retry, timed_out=timed_out, worker_name=self.name
         )
+        from backend.runtime.execute import dispatch_next
+
+        dispatch_next(queue.name)  # a killed horse never reached its own dispatch at the end
         connections.close_all()
 
 
@@ -485,6 +488,11 @@ def held(queue: str, job_id: str, status: str) -> bool:
 def queue_position(queue: str, job_id: str) -> int | None:
     position = get_queue(queue).get_job_position(job_id)
     return None if position is None else position + 1
+
+
+def queue_depth(queue: str) -> int:
+    q = get_queue(queue)
+    return int(q.connection.llen(q.key))
 
 
 def live_workers(queue: str | None = None) -> list[Any]:

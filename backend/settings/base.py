@@ -204,6 +204,24 @@ QUIRE_JOBS: dict[str, Any] = {
     "EVENT_HISTORY": 1000,
 }
 
+# Fair scheduling (README "Fair, prioritised background work"). On the long-job queues a job
+# is written queued and handed to RQ only when a dispatcher picks it: interactive before bulk
+# (bulk gets at least 1 of every BULK_SHARE dispatches), round-robin across owners, at most
+# CAPS[queue] running or handed-out jobs per owner while another owner waits. Off: every job
+# is pushed to RQ when its transaction commits (plain FIFO).
+QUIRE_FAIR: dict[str, Any] = {
+    "ENABLED": env.bool("QUIRE_FAIR_SCHEDULING", default=True),
+    "QUEUES": ("notebook_processing", "reports", "podcast"),
+    "BULK_SHARE": env.int("QUIRE_FAIR_BULK_SHARE", default=4),
+    # A request with more files/URLs than this is bulk work.
+    "BULK_THRESHOLD": env.int("QUIRE_FAIR_BULK_THRESHOLD", default=5),
+    "CAPS": {
+        "notebook_processing": env.int("QUIRE_FAIR_CAP_NOTEBOOK_PROCESSING", default=0),
+        "reports": env.int("QUIRE_FAIR_CAP_REPORTS", default=0),
+        "podcast": env.int("QUIRE_FAIR_CAP_PODCAST", default=0),
+    },
+}
+
 # Periodic jobs: one table, registered by `manage.py sync_schedules` with stable ids.
 # Each entry names a job kind (declared with backend.runtime.job) and a cron string (UTC).
 QUIRE_SCHEDULES: dict[str, dict[str, Any]] = {

@@ -24,7 +24,8 @@ class Command(BaseCommand):
             for name, q in report["queues"].items():
                 age = q["oldest_age_seconds"]
                 self.stdout.write(
-                    f"queue {name:<20} workers={q['workers']} depth={q['depth']} "
+                    f"queue {name:<20} workers={q['workers']} depth={q['depth']} waiting={q['waiting']} "
+                    f"backlog={q['backlog']} "
                     f"oldest={'-' if age is None else f'{age:.0f}s'} {'ok' if q['ok'] else 'NO WORKER'}"
                 )
             for problem in report["problems"]:

@@ -42,7 +42,11 @@ class Command(BaseCommand):
             raise CommandError(f"Not a file: {', '.join(missing)}")
         files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in paths]
         try:
-            added = services.sources_add(notebook=notebook, owner=notebook.owner, files=files, urls=urls)
+            # An import from the command line is bulk work, whatever its size: interactive
+            # uploads from the page and the API go first (bulk still gets its share).
+            added = services.sources_add(
+                notebook=notebook, owner=notebook.owner, files=files, urls=urls, priority=Job.Priority.BULK
+            )
         except DomainError as exc:
             details = "".join(f"\n  {d.get('file') or d.get('url')}: {d.get('message')}" for d in exc.details or [])
             raise CommandError(f"{exc.message}{details}") from exc

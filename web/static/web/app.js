@@ -546,11 +546,81 @@
 
     // --- adding sources
 
+    /* The last upload's batch: its coverage line ("18 of 20 ready, 2 failed: 2 EXTRACTION_FAILED",
+       as GET /api/v1/batches/{id}/ words it), kept from the upload's answer and the job events
+       (pushed, never polled), and a retry of its failed sources once it has ended. */
+    const batchBox = document.getElementById("batch-coverage");
+    const batchLine = document.getElementById("batch-line");
+    const batchRetry = document.getElementById("batch-retry");
+    let batch = null;
+
+    function renderBatch() {
+      if (!batch) return;
+      const jobs = [...batch.jobs.values()];
+      const count = (status) => jobs.filter((job) => job.status === status).length;
+      const codes = new Map();
+      for (const job of jobs) {
+        if (job.status === "failed") codes.set(job.error_code || "UNKNOWN", (codes.get(job.error_code || "UNKNOWN") || 0) + 1);
+      }
+      const failedCount = count("failed");
+      const active = count("queued") + count("running") + count("retrying");
+      let line = `${count("succeeded")} of ${jobs.length} ready`;
+      if (failedCount) {
+        const grouped = [...codes.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+        line += `, ${failedCount} failed: ${grouped.map(([code, n]) => `${n} ${code}`).join(", ")}`;
+      }
+      if (active) line += `, ${active} still in progress`;
+      if (count("cancelled")) line += `, ${count("cancelled")} cancelled`;
+      batchLine.textContent = `Last upload: ${line}`;
+      batchBox.hidden = false;
+      batchRetry.hidden = active > 0 || failedCount === 0;
+    }
+
+    // A fast job may end before the upload's answer arrives: its events are kept a while.
+    const seen = new Map();
+
+    function followBatch(body) {
+      if (!body.batch || !body.batch.jobs.length) return;
+      const later = (job) => {
+        const event = seen.get(job.id);
+        return event && (["succeeded", "failed", "cancelled"].includes(event.status) || job.status === "queued")
+          ? event
+          : job;
+      };
+      batch = { id: body.batch.id, jobs: new Map(body.batch.jobs.map((job) => [job.id, later(job)])) };
+      renderBatch();
+    }
+
+    function batchJob(job) {
+      if (job.batch) {
+        seen.set(job.id, job);
+        if (seen.size > 500) seen.delete(seen.keys().next().value);
+      }
+      if (batch && job.batch === batch.id && batch.jobs.has(job.id)) {
+        batch.jobs.set(job.id, job);
+        renderBatch();
+      }
+    }
+
+    batchRetry.addEventListener("click", async () => {
+      if (!batch) return;
+      batchRetry.disabled = true;
+      try {
+        const body = await api(fill(urls.batchRetry, batch.id), { method: "POST" });
+        say(`Retrying ${body.retried.length} failed source${body.retried.length === 1 ? "" : "s"}.`, "info");
+      } catch (error) {
+        failed(error);
+      } finally {
+        batchRetry.disabled = false;
+      }
+    });
+
     async function addSources(request, busyText) {
       say(busyText, "info");
       try {
         const body = await api(urls.sources, { method: "POST", ...request });
         for (const source of body.sources) trackers.source.upsert(source);
+        followBatch(body);
         const dupes = (body.duplicates || []).map((d) => d.name);
         say(dupes.length ? `Already in this notebook: ${dupes.join(", ")}.` : "", "info");
         return true;
@@ -674,6 +744,7 @@
       });
       stream.addEventListener("job", (event) => {
         const job = JSON.parse(event.data);
+        batchJob(job);
         const type = job.subject && job.subject.type;
         if (trackers[type]) trackers[type].onJob(job);
         else if (job.kind === "notebooks.build_overview") onOverviewJob(job);
