@@ -165,7 +165,6 @@ class SourceListCreateApi(APIView):
                 "batch": BatchSerializer(added.batch, context=context).data,
                 "sources": SourceOutputSerializer(added.sources, many=True, context=context).data,
                 "duplicates": added.duplicates,
-                "overview_job": added.overview_job.id if added.overview_job else None,
             },
             status=status.HTTP_202_ACCEPTED,
         )
