@@ -42,6 +42,37 @@ class SourceRejected(DomainError):
     code = "SOURCE_REJECTED"
 
 
+class SourcesQueueFull(DomainError):
+    status_code = 429
+    code = "QUEUE_FULL"
+
+    def __init__(self, waiting: int, adding: int) -> None:
+        limit = settings.QUIRE_MAX_WAITING_SOURCES
+        super().__init__(
+            f"You have {waiting} sources waiting to be processed; adding {adding} would pass the limit of "
+            f"{limit}. Send them again once some have started.",
+            details={"waiting": waiting, "adding": adding, "limit": limit},
+        )
+        self.retry_after = settings.QUIRE_QUEUE_FULL_RETRY_AFTER
+
+
+def _check_queue_room(owner: Any, adding: int, *, lock: bool) -> None:
+    """Refuse an upload that would leave the user more than QUIRE_MAX_WAITING_SOURCES sources
+    waiting for a worker: bulk clients are limited by the work they have queued, not by their
+    request rate. With ``lock`` (inside the upload's transaction) the user's row is locked
+    first, so parallel uploads of one user cannot pass the limit together (PostgreSQL; SQLite
+    has one writer at a time anyway)."""
+    if owner is None or adding == 0:
+        return
+    if lock:
+        type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+    waiting = Job.objects.filter(
+        owner=owner, kind="notebooks.process_source", status=Job.Status.QUEUED, attempts=0
+    ).count()
+    if waiting + adding > settings.QUIRE_MAX_WAITING_SOURCES:
+        raise SourcesQueueFull(waiting, adding)
+
+
 # --- notebooks
 
 
@@ -181,6 +212,8 @@ def sources_add(
     _check_urls(urls)
     if text is not None and not text.strip():
         raise SourceRejected("The text is empty.", code="EMPTY_TEXT")
+    # Before storing anything: a full queue is refused cheaply (checked again, locked, below).
+    _check_queue_room(owner, len(checked) + len(urls) + (text is not None), lock=False)
 
     # Files are stored before the transaction opens: storing up to 20 x 50 MB (to S3 perhaps)
     # inside it would hold the database's locks (SQLite's one writer lock, PostgreSQL's
@@ -305,6 +338,7 @@ def _create_sources(
                     text=text,
                 )
             )
+    _check_queue_room(owner, len(sources), lock=True)
     Source.objects.bulk_create(sources)
 
     jobs: dict[str, Job] = {}

@@ -142,3 +142,48 @@ def test_the_overview_reads_a_bounded_evenly_spread_sample(make_user: Any, monke
     # Sources 0, 2, 4, 7, 9 (evenly spread); the long source 0 gives 4 evenly spaced chunks.
     assert overview["sources"] == ["source 0", "source 2", "source 4", "source 7", "source 9"]
     assert overview["source_count"] == 12 and overview["chunks"] == 12
+
+
+def test_uploads_are_limited_by_waiting_sources_not_by_request_rate(
+    workers: Any, make_user: Any, api_client_for: Any, settings: Any
+) -> None:
+    """Bulk clients: many upload requests pass (the request throttle of the other enqueue
+    endpoints does not apply), until the user's sources waiting for a worker would pass the
+    cap; then the whole upload is refused with 429 QUEUE_FULL and Retry-After, nothing kept."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from notebooks.models import Source
+
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"enqueue": "2/min", "sources": "1000/min"},
+    }
+    settings.QUIRE_MAX_WAITING_SOURCES = 12
+    user = make_user()
+    notebook = Notebook.objects.create(owner=user, title="bulk")
+    client = api_client_for(user)
+    workers.stop(QUEUE)  # nothing starts: every source stays waiting
+
+    def post(first: int, count: int) -> Any:
+        files = [SimpleUploadedFile(*_abstract(first + i)) for i in range(count)]
+        return client.post(f"/api/v1/notebooks/{notebook.id}/sources/", {"files": files})
+
+    codes = [post(i * 2, 2).status_code for i in range(6)]  # 6 requests in a second: 12 waiting
+    assert codes == [202] * 6
+    refused = post(100, 1)
+    assert refused.status_code == 429, refused.content
+    assert refused["Retry-After"] == "15"
+    error = refused.json()["error"]
+    assert error["code"] == "QUEUE_FULL"
+    assert error["details"] == {"waiting": 12, "adding": 1, "limit": 12}
+    assert Source.objects.filter(notebook=notebook).count() == 12
+    assert len(list((settings.MEDIA_ROOT / "sources" / str(notebook.id)).glob("*"))) == 12  # none of the refused
+
+    # Once sources start, there is room again.
+    workers.start(QUEUE)
+    wait_for(
+        lambda: Job.objects.filter(owner=user, status="queued", attempts=0).count() <= 10,
+        timeout=60,
+        message="sources to start",
+    )
+    assert post(200, 2).status_code == 202
