@@ -2,9 +2,9 @@
 
 from types import ModuleType
 
-from bench.scenarios import generation, ingestion, jobs, live, memory, search, upload
+from bench.scenarios import bulk, generation, ingestion, jobs, live, memory, search, upload
 
-ORDER: list[ModuleType] = [jobs, ingestion, memory, upload, search, live, generation]
+ORDER: list[ModuleType] = [jobs, ingestion, memory, upload, search, live, generation, bulk]
 ALIASES = {
     "job-overhead": "jobs",
     "job_overhead": "jobs",
