@@ -19,3 +19,11 @@ class EnqueueThrottle(UserRateThrottle):
         if request.method != "POST":
             return True
         return super().allow_request(request, view)
+
+
+class SourcesThrottle(EnqueueThrottle):
+    """Source uploads: a bulk import sends hundreds of requests of 20 files, so requests are
+    counted against a looser rate; what protects the queue is the cap on a user's sources
+    waiting for a worker (notebooks.services, QUIRE_MAX_WAITING_SOURCES)."""
+
+    scope = "sources"

@@ -19,7 +19,7 @@ from backend.errors import DomainError, error_body
 from backend.models import Job
 from backend.runtime import events
 from backend.serializers import BatchSerializer, JobSerializer
-from backend.throttles import EnqueueThrottle
+from backend.throttles import SourcesThrottle
 from notebooks import selectors, services
 from notebooks.models import Notebook, Source
 
@@ -113,7 +113,7 @@ class SourceOutputSerializer(serializers.ModelSerializer[Source]):
 
 
 class SourceListCreateApi(APIView):
-    throttle_classes = [EnqueueThrottle]
+    throttle_classes = [SourcesThrottle]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     class JsonInput(serializers.Serializer[dict[str, Any]]):
@@ -181,7 +181,6 @@ class SourceListCreateApi(APIView):
                 "batch": BatchSerializer(added.batch, context=context).data,
                 "sources": SourceOutputSerializer(added.sources, many=True, context=context).data,
                 "duplicates": added.duplicates,
-                "overview_job": added.overview_job.id if added.overview_job else None,
             },
             status=status.HTTP_202_ACCEPTED,
         )

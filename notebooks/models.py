@@ -13,6 +13,9 @@ class Notebook(models.Model):
     chunks_version = models.PositiveIntegerField(default=0)
     overview = models.JSONField(null=True, blank=True)
     overview_updated_at = models.DateTimeField(null=True, blank=True)
+    # The overview rebuild that is queued and has not started yet, if any: claimed with a
+    # conditional UPDATE so batches ending together queue one rebuild, not one each.
+    overview_waiting_job_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -49,6 +49,37 @@ class StorageUnavailable(DomainError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
+class SourcesQueueFull(DomainError):
+    status_code = 429
+    code = "QUEUE_FULL"
+
+    def __init__(self, waiting: int, adding: int) -> None:
+        limit = settings.QUIRE_MAX_WAITING_SOURCES
+        super().__init__(
+            f"You have {waiting} sources waiting to be processed; adding {adding} would pass the limit of "
+            f"{limit}. Send them again once some have started.",
+            details={"waiting": waiting, "adding": adding, "limit": limit},
+        )
+        self.retry_after = settings.QUIRE_QUEUE_FULL_RETRY_AFTER
+
+
+def _check_queue_room(owner: Any, adding: int, *, lock: bool) -> None:
+    """Refuse an upload that would leave the user more than QUIRE_MAX_WAITING_SOURCES sources
+    waiting for a worker: bulk clients are limited by the work they have queued, not by their
+    request rate. With ``lock`` (inside the upload's transaction) the user's row is locked
+    first, so parallel uploads of one user cannot pass the limit together (PostgreSQL; SQLite
+    has one writer at a time anyway)."""
+    if owner is None or adding == 0:
+        return
+    if lock:
+        type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+    waiting = Job.objects.filter(
+        owner=owner, kind="notebooks.process_source", status=Job.Status.QUEUED, attempts=0
+    ).count()
+    if waiting + adding > settings.QUIRE_MAX_WAITING_SOURCES:
+        raise SourcesQueueFull(waiting, adding)
+
+
 # --- notebooks
 
 
@@ -112,7 +143,6 @@ class SourcesAdded:
     sources: list[Source]
     jobs: dict[str, Job]
     duplicates: list[dict[str, str]] = field(default_factory=list)
-    overview_job: Job | None = None
 
 
 @dataclass
@@ -184,7 +214,8 @@ def sources_add(
     title: str = "",
     priority: str | None = None,
 ) -> SourcesAdded:
-    """Check, store and enqueue new sources as one batch; an overview job follows the batch.
+    """Check, store and enqueue new sources as one batch; when the batch ends, its last job
+    asks for an overview rebuild (``overview_request``, coalesced per notebook).
     ``priority``: the jobs' class; by default bulk when the request adds more sources than
     QUIRE_FAIR_BULK_THRESHOLD (an import nobody watches file by file), else interactive."""
     if priority is None:
@@ -194,6 +225,8 @@ def sources_add(
     _check_urls(urls)
     if text is not None and not text.strip():
         raise SourceRejected("The text is empty.", code="EMPTY_TEXT")
+    # Before storing anything: a full queue is refused cheaply (checked again, locked, below).
+    _check_queue_room(owner, len(checked) + len(urls) + (text is not None), lock=False)
 
     # Files are stored before the transaction opens: storing up to 20 x 50 MB (to S3 perhaps)
     # inside it would hold the database's locks (SQLite's one writer lock, PostgreSQL's
@@ -287,7 +320,7 @@ def _create_sources(
     store_missing: bool,
     priority: str,
 ) -> SourcesAdded:
-    from notebooks.jobs import build_overview, process_source
+    from notebooks.jobs import process_source
 
     existing = _known_hashes(notebook)  # again, inside the transaction: another upload may have won
     batch = batch_create(owner=owner, notebook_id=notebook.id, label="sources")
@@ -337,6 +370,7 @@ def _create_sources(
                     text=text,
                 )
             )
+    _check_queue_room(owner, len(sources), lock=True)
     Source.objects.bulk_create(sources)
 
     jobs: dict[str, Job] = {}
@@ -352,17 +386,7 @@ def _create_sources(
         jobs[str(source.id)] = job
         Source.objects.filter(id=source.id).update(job_id=job.id)
         source.job_id = job.id
-    overview_job = None
-    if jobs:
-        overview_job = build_overview.enqueue(
-            {"notebook_id": str(notebook.id)},
-            owner=owner,
-            subject=notebook,
-            notebook_id=notebook.id,
-            depends_on=[job.id for job in jobs.values()],
-            priority=priority,
-        )
-    return SourcesAdded(batch=batch, sources=sources, jobs=jobs, duplicates=duplicates, overview_job=overview_job)
+    return SourcesAdded(batch=batch, sources=sources, jobs=jobs, duplicates=duplicates)
 
 
 def _clean_filename(name: str) -> str:
@@ -517,6 +541,18 @@ def source_follow_job(job: Job) -> None:
             error_code=job.error_code if job.status == Job.Status.FAILED else "CANCELLED",
             updated_at=now,
         )
+    if job.status in Job.TERMINAL and job.batch_id is not None:
+        _overview_after_batch(job, job.batch_id)
+
+
+def _overview_after_batch(job: Job, batch_id: uuid.UUID) -> None:
+    """The batch's last job to end asks for an overview, if the batch made a source ready. Two
+    last jobs ending together may both ask: overview_request coalesces them."""
+    batch = Job.objects.filter(batch_id=batch_id)
+    if batch.filter(status__in=Job.ACTIVE).exists() or not batch.filter(status=Job.Status.SUCCEEDED).exists():
+        return
+    if job.notebook_id is not None:
+        overview_request(notebook_id=str(job.notebook_id), owner=job.owner, priority=job.priority)
 
 
 def source_delete(*, source: Source) -> None:
@@ -541,24 +577,102 @@ def _delete_files(names: Sequence[str]) -> None:
 
 # --- overview
 
+# The overview reads a sample of the notebook, never all of it: at most OVERVIEW_SOURCES ready
+# sources (evenly spread over the notebook's history when it has more) and OVERVIEW_CHUNKS chunks
+# among them (evenly spread inside a long source), so a rebuild costs the same at 500 sources and
+# at 50,000.
+OVERVIEW_SOURCES = 500
+OVERVIEW_CHUNKS = 2000
+
+
+def overview_request(*, notebook_id: str, owner: Any = None, priority: str = "interactive") -> Job | None:
+    """Ask for an overview rebuild, coalesced per notebook: at most one waits at any time.
+
+    1. A rebuild is queued and has not started: it will read the notebook as it is then, this
+       request included; nothing to do.
+    2. Otherwise claim the waiting slot with one conditional UPDATE from the value just read;
+       nothing updated: another request got there first and queued the rebuild.
+    3. A rebuild that is running (or retrying) read the notebook before this request: the new one
+       depends on it, so it runs after it instead of beside it.
+    Returns the rebuild queued here, or None."""
+    from backend.runtime import get_kind
+
+    build = get_kind("notebooks.build_overview")
+    assert build is not None
+    waiting = Notebook.objects.filter(id=notebook_id).values_list("overview_waiting_job_id", flat=True).first()
+    if waiting is None:
+        return None  # the notebook is gone
+    if waiting and Job.objects.filter(id=waiting, status=Job.Status.QUEUED, attempts=0).exists():
+        return None
+    job_id = str(uuid.uuid4())
+    with transaction.atomic():
+        claimed = Notebook.objects.filter(id=notebook_id, overview_waiting_job_id=waiting).update(
+            overview_waiting_job_id=job_id
+        )
+        if not claimed:
+            return None
+        running = Job.objects.filter(
+            notebook_id=notebook_id, kind=build.kind, status__in=(Job.Status.RUNNING, Job.Status.RETRYING)
+        ).values_list("id", flat=True)
+        notebook = Notebook(id=notebook_id)  # the subject: only its id is read
+        return build.enqueue(
+            {"notebook_id": str(notebook_id)},
+            owner=owner,
+            subject=notebook,
+            notebook_id=notebook_id,
+            depends_on=list(running),
+            job_id=job_id,
+            priority=priority,  # the class of the batch that asked for it
+        )
+
 
 def overview_build(*, notebook_id: str) -> dict[str, Any] | None:
-    from backend.runtime import events
+    from backend.runtime import current, events
     from notebooks.overview import compute_overview
 
     notebook = Notebook.objects.filter(id=notebook_id).first()
     if notebook is None:
         return None
+    context = current()
+    if context is not None:
+        # Started: no longer waiting. A batch ending from now on queues the next rebuild (after
+        # this one), since this one may read the notebook before that batch's sources are ready.
+        Notebook.objects.filter(id=notebook.id, overview_waiting_job_id=context.job_id).update(
+            overview_waiting_job_id=""
+        )
     progress(10, "Reading the notebook")
-    chunks = list(
-        Chunk.objects.filter(notebook_id=notebook.id, source__status=Source.Status.READY)
-        .select_related("source")
-        .order_by("source__created_at", "position")[:5000]
-    )
+    chunks, source_count = _overview_sample(notebook)
     progress(40, "Summarising")
     overview = compute_overview(
         [(c.text, np.frombuffer(c.embedding, dtype=np.float32), c.source.title) for c in chunks]
     )
+    overview["source_count"] = source_count
     Notebook.objects.filter(id=notebook.id).update(overview=overview, overview_updated_at=timezone.now())
     events.publish(notebook.id, "overview", overview)
-    return {"sources": len({c.source_id for c in chunks}), "chunks": len(chunks)}
+    return {"sources": source_count, "sampled_sources": len({c.source_id for c in chunks}), "chunks": len(chunks)}
+
+
+def _overview_sample(notebook: Notebook) -> tuple[list[Chunk], int]:
+    """The chunks an overview reads (see OVERVIEW_SOURCES), in reading order, and the number of
+    ready sources. Deterministic, so a re-run after a crash gives the same overview."""
+    ready = list(
+        Source.objects.filter(notebook=notebook, status=Source.Status.READY)
+        .order_by("created_at", "id")
+        .values_list("id", "chunk_count")
+    )
+    picked = (
+        [ready[i * len(ready) // OVERVIEW_SOURCES] for i in range(OVERVIEW_SOURCES)]
+        if len(ready) > OVERVIEW_SOURCES
+        else ready
+    )
+    per_source = max(1, OVERVIEW_CHUNKS // max(len(picked), 1))
+    whole = [source_id for source_id, count in picked if count <= per_source]
+    query = Chunk.objects.filter(notebook_id=notebook.id).select_related("source")
+    chunks = list(query.filter(source_id__in=whole)) if whole else []
+    for source_id, count in picked:
+        if count > per_source:  # a long source: evenly spaced chunks, its beginning included
+            positions = sorted({i * count // per_source for i in range(per_source)})
+            chunks.extend(query.filter(source_id=source_id, position__in=positions))
+    order = {source_id: index for index, (source_id, _count) in enumerate(picked)}
+    chunks.sort(key=lambda c: (order[c.source_id], c.position))
+    return chunks, len(ready)

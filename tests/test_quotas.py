@@ -81,7 +81,10 @@ def test_the_daily_cap_says_when_to_come_back(
 
 @pytest.mark.django_db
 def test_enqueue_endpoints_are_throttled(make_user: Any, api_client_for: Any, redis_clean: Any, settings: Any) -> None:
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"enqueue": "3/min"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"enqueue": "3/min", "sources": "3/min"},
+    }
     user = make_user()
     notebook = Notebook.objects.create(owner=user, title="t")
     client = api_client_for(user)

@@ -315,6 +315,14 @@ QUIRE_QUOTAS: dict[str, Any] = {
     "CONCURRENT": env.int("QUIRE_QUOTA_CONCURRENT", default=2),
     "DAILY": env.int("QUIRE_QUOTA_DAILY", default=50),
 }
-REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"enqueue": env.str("QUIRE_THROTTLE_ENQUEUE", default="60/min")}
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "enqueue": env.str("QUIRE_THROTTLE_ENQUEUE", default="60/min"),
+    # Source uploads (bulk imports): requests are cheap to refuse, queued work is what is capped.
+    "sources": env.str("QUIRE_THROTTLE_SOURCES", default="600/min"),
+}
+# Per user: at most this many sources waiting for a worker (queued, not started) across all
+# notebooks; an upload that would go past it is refused whole (429 QUEUE_FULL, Retry-After).
+QUIRE_MAX_WAITING_SOURCES = env.int("QUIRE_MAX_WAITING_SOURCES", default=2000)
+QUIRE_QUEUE_FULL_RETRY_AFTER = 15
 # Shared by every web process, so throttles count across them.
 CACHES = {"default": cache_config(REDIS_CONNECTION)}

@@ -45,4 +45,4 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests"]  # noqa: F405  (test-only job kinds 
 QUIRE_PODCAST_WORK_DIR = str(DATA_DIR / "test-podcast-work")
 CACHES = {"default": cache_config(REDIS_CONNECTION)}
 # Crash tests make a worker die at a chosen step (see tests/faults.py); inert unless asked.
-QUIRE_FAULT_INJECTION = "tests.faults.maybe_crash"
+QUIRE_FAULT_INJECTION = "tests.faults.inject"

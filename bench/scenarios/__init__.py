@@ -2,9 +2,9 @@
 
 from types import ModuleType
 
-from bench.scenarios import fairness, generation, ingestion, jobs, live, memory, search, upload
+from bench.scenarios import bulk, fairness, generation, ingestion, jobs, live, memory, search, upload
 
-ORDER: list[ModuleType] = [jobs, ingestion, memory, upload, search, live, generation, fairness]
+ORDER: list[ModuleType] = [jobs, ingestion, memory, upload, search, live, generation, bulk, fairness]
 ALIASES = {
     "job-overhead": "jobs",
     "job_overhead": "jobs",

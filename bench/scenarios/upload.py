@@ -158,7 +158,9 @@ def run(ctx: Context) -> list[Row]:
     h50 = [percentile(r["health_ms"], 50) for r in results]
     what = f"POST sources, {FILES} x 1 MB, {CLIENTS} clients"
     return [
-        Row(TITLE, f"{what}, p99", "ms", p99, h99, "GET /healthz", "≤ 150 ms", lambda v, b: v <= 150),
+        # Information, not judged: the 150 ms target was retired as infeasible on 2 CPUs (the
+        # README's Benchmarks section has the arithmetic).
+        Row(TITLE, f"{what}, p99", "ms", p99, h99, "GET /healthz", "(retired; information)"),
         Row(TITLE, f"{what}, p50", "ms", p50, h50, "GET /healthz"),
         Row(TITLE, "upload throughput", "MB/s", [r["mb_per_s"] for r in results]),
         Row(
