@@ -8,6 +8,7 @@ break, HTML and text have none), so every other kind has ``pages == []`` and ``p
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import zipfile
@@ -52,6 +53,7 @@ class Extracted:
     title: str | None
     word_count: int
     page_count: int
+    site: str = ""  # the web site's name, kept apart from the title (HTML only)
 
 
 def extract(source: Source, kind: Kind, *, max_pages: int = MAX_PAGES) -> Extracted:
@@ -78,6 +80,8 @@ def extracted_from_text(text: str, *, title: str | None = None, kind: Kind = "tx
     text = normalise(text)
     if title is None and kind == "md":
         title = markdown_title(text)
+    elif title is None and kind == "txt":
+        title = plain_title(text)
     return Extracted(text=text, pages=[], title=title, word_count=len(text.split()), page_count=0)
 
 
@@ -178,8 +182,7 @@ def _pdf_title(reader: PdfReader) -> str | None:
         title = reader.metadata.title if reader.metadata else None
     except Exception:
         return None
-    title = " ".join(str(title).split()) if title else ""
-    return title or None
+    return meaningful_title(title)
 
 
 # --- DOCX ---------------------------------------------------------------------------------
@@ -214,7 +217,7 @@ def _extract_docx(data: bytes, max_pages: int) -> Extracted:
     document = docx.Document(io.BytesIO(data))
     blocks = [block for block in _docx_blocks(document) if block]
     text = normalise("\n\n".join(blocks))
-    title = (document.core_properties.title or "").strip() or _docx_heading(document)
+    title = meaningful_title(document.core_properties.title) or _docx_heading(document)
     return Extracted(text=text, pages=[], title=title, word_count=len(text.split()), page_count=0)
 
 
@@ -294,7 +297,10 @@ def _extract_html(data: bytes, max_pages: int) -> Extracted:
         html, output_format="txt", include_comments=False, include_tables=True, favor_recall=True
     )
     text = normalise(main) if main else _html_text(html)
-    return Extracted(text=text, pages=[], title=_html_title(html), word_count=len(text.split()), page_count=0)
+    named = html_title(html)
+    return Extracted(
+        text=text, pages=[], title=named.title, site=named.site, word_count=len(text.split()), page_count=0
+    )
 
 
 _HTML_DROP: Final = ("script", "style", "noscript", "template", "svg", "head", "iframe", "object")
@@ -308,14 +314,169 @@ def _html_text(html: str) -> str:
     return normalise("\n".join(line for line in lines if line))
 
 
-def _html_title(html: str) -> str | None:
+# --- titles -------------------------------------------------------------------------------
+
+TITLE_WORDS_MAX: Final = 25
+# Separators sites put between an article's title and their own name: "Title | Site",
+# "Title - BBC News", "Site: Title" is too ambiguous (titles have colons) and is left alone.
+_TITLE_SEPARATORS = re.compile(r"\s+(?:\||-|\u2013|\u2014|·|::|»|•)\s+")
+# Titles an authoring tool writes by itself: the document's real title is elsewhere or nowhere.
+_PLACEHOLDER_TITLE = re.compile(
+    r"^(?:(?:microsoft\s+)?(?:word|powerpoint|excel)\s*-\s*.*"
+    r"|untitled(?:\s+document)?(?:\s*\d+)?|document\s*\d*|title|no title|presentation\s*\d*"
+    r"|.*\.(?:docx?|pdf|rtf|odt|txt|md|html?|tex|indd|pages)"
+    r"|\S*_\S*|[a-z]+\d+)$",
+    re.IGNORECASE,
+)
+
+
+def _clean_title(title: object) -> str:
+    return " ".join(str(title or "").split())
+
+
+def meaningful_title(title: object) -> str | None:
+    """``title`` unless it is a tool's placeholder ("Microsoft Word - draft3.docx", "Untitled",
+    a file name such as ``report_v2`` or ``scan0042``); None then, so a better guess is used."""
+    cleaned = _clean_title(title)
+    if not cleaned or _PLACEHOLDER_TITLE.match(cleaned):
+        return None
+    return cleaned
+
+
+def plain_title(text: str) -> str | None:
+    """A text file's first line when it reads as a title: short, not a sentence (no final
+    period), and followed by a blank line (or nothing). Otherwise None: the file name is better
+    than a title made of half a paragraph."""
+    lines = text.lstrip("\n").split("\n", 2)
+    first = lines[0].strip()
+    if not first or (len(lines) > 1 and lines[1].strip()):
+        return None
+    heading = re.match(r"^#{1,6}\s+(.+?)[\s#]*$", first)
+    if heading:
+        return heading.group(1).strip() or None
+    words = first.split()
+    if len(words) > TITLE_WORDS_MAX or len(first) > 200 or first[-1] in ".,;:":
+        return None
+    if not any(ch.isalpha() for ch in first):
+        return None
+    return first
+
+
+@dataclass(frozen=True)
+class PageTitle:
+    title: str | None
+    site: str
+
+
+def html_title(html: str) -> PageTitle:
+    """The article's own title and the site's name, from what the page says about itself.
+
+    The article's headline is in og:title / twitter:title / a JSON-LD ``headline`` or, failing
+    those, the one ``<h1>`` of the article; the browser tab's ``<title>`` is the last resort
+    because sites append their name to it ("… - BBC News"). Whichever is chosen loses a leading
+    or trailing segment that is the site's name, and that name is kept as ``site``.
+    """
     soup = BeautifulSoup(html, "lxml")
-    for candidate in (soup.title, soup.find("h1")):
-        if candidate is not None:
-            title = " ".join(candidate.get_text(" ").split())
-            if title:
-                return title
-    return None
+    meta = _html_meta(soup)
+    ld_headline, ld_site = _json_ld(soup)
+    site = _clean_title(meta.get("og:site_name") or ld_site or meta.get("application-name"))
+    tab = _clean_title(soup.title.get_text(" ")) if soup.title is not None else ""
+    h1 = _article_h1(soup)
+    candidates = [meta.get("og:title"), meta.get("twitter:title"), ld_headline, h1, tab]
+    for candidate in candidates:
+        title = _clean_title(candidate)
+        if not title:
+            continue
+        stripped, found_site = _strip_site(title, site=site, tab=tab, h1=h1)
+        if not (site or found_site) and tab and tab != title:
+            # The headline came from the page; the tab's title may still name the site.
+            found_site = _strip_site(tab, site="", tab=tab, h1=h1)[1]
+        return PageTitle(title=stripped, site=site or found_site)
+    return PageTitle(title=None, site=site)
+
+
+def _html_meta(soup: BeautifulSoup) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for tag in soup.find_all("meta"):
+        key = str(tag.get("property") or tag.get("name") or "").strip().lower()
+        content = tag.get("content")
+        if key and content and key not in found:
+            found[key] = str(content)
+    return found
+
+
+def _json_ld(soup: BeautifulSoup) -> tuple[str, str]:
+    """(headline, publisher or site name) of the first JSON-LD article-like object."""
+    for script in soup.find_all("script", type="application/ld+json"):
+        try:
+            data = json.loads(script.string or "")
+        except ValueError:
+            continue
+        stack = [data]
+        while stack:
+            item = stack.pop(0)
+            if isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                if "@graph" in item:
+                    stack.extend(item["@graph"] if isinstance(item["@graph"], list) else [item["@graph"]])
+                headline = item.get("headline")
+                if isinstance(headline, str) and headline.strip():
+                    publisher = item.get("publisher")
+                    name = publisher.get("name") if isinstance(publisher, dict) else None
+                    return headline, name if isinstance(name, str) else ""
+    return "", ""
+
+
+def _article_h1(soup: BeautifulSoup) -> str:
+    # A site's logo is often an <h1> too; the one inside <article> or <main> is the headline,
+    # and a page with several <h1> elsewhere has none that can be trusted.
+    for container in (soup.find("article"), soup.find("main")):
+        if container is not None:
+            heading = container.find("h1")
+            if heading is not None and _clean_title(heading.get_text(" ")):
+                return _clean_title(heading.get_text(" "))
+    headings = [_clean_title(h.get_text(" ")) for h in soup.find_all("h1")]
+    headings = [h for h in headings if h]
+    return headings[0] if len(headings) == 1 else ""
+
+
+def _same(a: str, b: str) -> bool:
+    def key(s: str) -> str:
+        return re.sub(r"[\W_]+", "", s.casefold())
+
+    return bool(key(a)) and key(a) == key(b)
+
+
+def _strip_site(title: str, *, site: str, tab: str, h1: str) -> tuple[str, str]:
+    """``title`` without a leading or trailing segment naming the site, and that segment."""
+    parts = _TITLE_SEPARATORS.split(title)
+    if len(parts) < 2:
+        return title, ""
+    # A segment that is the article's headline tells which part is the title.
+    for i, part in enumerate(parts):
+        if h1 and _same(part, h1):
+            rest = [p for j, p in enumerate(parts) if j != i]
+            return part, rest[-1] if i == 0 else rest[0]
+    # The site is named in the metadata, or the same segment ends the tab's title as well.
+    for edge in (-1, 0):
+        part = parts[edge]
+        if (site and (_same(part, site) or site.casefold() in part.casefold())) or (
+            tab and tab != title and _TITLE_SEPARATORS.split(tab)[edge] == part and len(part.split()) <= 5
+        ):
+            return _without_edge(title, edge), part
+    # No name to go by: a short last segment after a much longer title is a site's name
+    # ("… | American Civil Liberties Union" is long but still the shorter end).
+    last = parts[-1]
+    head = " ".join(parts[:-1])
+    if last[0].isupper() and len(last.split()) <= 6 and len(head.split()) >= max(4, 2 * len(last.split())):
+        return _without_edge(title, -1), last
+    return title, ""
+
+
+def _without_edge(title: str, edge: int) -> str:
+    separators = list(_TITLE_SEPARATORS.finditer(title))
+    return title[: separators[-1].start()] if edge == -1 else title[separators[0].end() :]
 
 
 _EXTRACTORS: Final = {
