@@ -14,13 +14,14 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import docx
 import trafilatura
 from bs4 import BeautifulSoup
 from docx.document import Document
 from docx.table import Table
+from lxml import etree
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
 
@@ -216,6 +217,7 @@ def _extract_docx(data: bytes, max_pages: int) -> Extracted:
         raise ExtractionFailed("The Word document is damaged and cannot be read.") from None
     document = docx.Document(io.BytesIO(data))
     blocks = [block for block in _docx_blocks(document) if block]
+    blocks.extend(_docx_extras(document))
     text = normalise("\n\n".join(blocks))
     title = meaningful_title(document.core_properties.title) or _docx_heading(document)
     return Extracted(text=text, pages=[], title=title, word_count=len(text.split()), page_count=0)
@@ -232,6 +234,80 @@ def _docx_blocks(document: Document) -> Iterator[str]:
                 yield " | ".join(unique)
         else:
             yield block.text.strip()
+
+
+# Word keeps notes, comments and headers in parts of their own, which python-docx's body API
+# does not read. Each note becomes its own paragraph after the body, led by a label a reader
+# can cite ("Footnote 3: …"), so search hits and report citations say where the text came from.
+_W: Final = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_CT: Final = "application/vnd.openxmlformats-officedocument.wordprocessingml."
+_NOTE_PARTS: Final = (("footnotes+xml", "footnote", "Footnote"), ("endnotes+xml", "endnote", "Endnote"))
+# A header or footer is kept only when it says something: a page number, a date or a one-word
+# label repeated on every page is not prose (and would otherwise match every search).
+_HDRFTR_MIN_WORDS: Final = 3
+_XML_PARSER: Final = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+def _docx_extras(document: Document) -> Iterator[str]:
+    """Text boxes, footnotes, endnotes, comments and contentful headers/footers, labelled."""
+    body = document.element.body
+    seen_boxes: set[str] = set()
+    for box in body.iter(f"{_W}txbxContent"):
+        # A text box is written twice (DrawingML and its VML fallback); keep it once.
+        text = _xml_paragraphs(box)
+        if text and text not in seen_boxes:
+            seen_boxes.add(text)
+            yield f"Text box: {text}"
+    parts: dict[str, list[Any]] = {}
+    for rel in document.part.rels.values():
+        if not rel.is_external:
+            parts.setdefault(rel.target_part.content_type, []).append(rel.target_part)
+    for suffix, tag, label in _NOTE_PARTS:
+        for part in parts.get(_CT + suffix, []):
+            number = 0
+            for note in _parse(part.blob).iter(f"{_W}{tag}"):
+                if note.get(f"{_W}type") in ("separator", "continuationSeparator", "continuationNotice"):
+                    continue
+                number += 1
+                text = _xml_paragraphs(note)
+                if text:
+                    yield f"{label} {number}: {text}"
+    for part in parts.get(_CT + "comments+xml", []):
+        for number, comment in enumerate(_parse(part.blob).iter(f"{_W}comment"), start=1):
+            text = _xml_paragraphs(comment)
+            author = " ".join(str(comment.get(f"{_W}author") or "").split())
+            if text:
+                yield f"Comment {number}" + (f" ({author})" if author else "") + f": {text}"
+    seen: set[str] = set()
+    for suffix, label in (("header+xml", "Header"), ("footer+xml", "Footer")):
+        for part in _section_parts(document, parts.get(_CT + suffix, [])):
+            text = _xml_paragraphs(_parse(part.blob))
+            words = [w for w in text.split() if any(ch.isalpha() for ch in w)]
+            if len(words) >= _HDRFTR_MIN_WORDS and text not in seen:
+                seen.add(text)
+                yield f"{label}: {text}"
+
+
+def _section_parts(document: Document, parts: list[Any]) -> list[Any]:
+    # In partname order (header1, header2, …), which is the order Word wrote them in.
+    return sorted(parts, key=lambda part: str(part.partname))
+
+
+def _parse(blob: bytes) -> Any:
+    return etree.fromstring(blob, parser=_XML_PARSER)
+
+
+def _xml_paragraphs(element: Any) -> str:
+    """The text of the ``w:p`` paragraphs under ``element``, one space between paragraphs."""
+    paragraphs = []
+    for paragraph in element.iter(f"{_W}p"):
+        pieces = []
+        for node in paragraph.iter(f"{_W}t", f"{_W}tab", f"{_W}br"):
+            pieces.append(node.text or "" if node.tag == f"{_W}t" else " ")
+        text = " ".join("".join(pieces).split())
+        if text:
+            paragraphs.append(text)
+    return " ".join(paragraphs)
 
 
 def _docx_heading(document: Document) -> str | None:

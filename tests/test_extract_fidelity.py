@@ -1,4 +1,4 @@
-"""Source titles end to end: uploaded over HTTP, extracted by a real worker, read back as JSON."""
+"""Extraction end to end: uploaded over HTTP, extracted by a real worker, read back as JSON and search hits."""
 
 import uuid
 from typing import Any
@@ -46,3 +46,26 @@ def test_an_uploaded_page_and_text_file_are_titled_as_their_authors_titled_them(
     assert sources["abstract-0042.txt"]["site"] == ""
     one = http.get(f"/api/v1/notebooks/{nb}/sources/{ids[0]}/").json()
     assert one["site"] == "CityLab"
+
+
+def test_a_word_files_footnotes_endnotes_and_comments_are_found_by_search(workers: Any, http: httpx.Client) -> None:
+    from notebooks.tests.ingest import docx_notes
+
+    nb = new_notebook(http)
+    response = upload(http, nb, [("tundra_v3.docx", docx_notes.tundra_docx())])
+    assert response.status_code == 202, response.text
+    source_id = response.json()["sources"][0]["id"]
+    assert {s.status for s in all_done([source_id])} == {"ready"}
+    source = http.get(f"/api/v1/notebooks/{nb}/sources/{source_id}/").json()
+    assert source["title"] == "Lichen cover on the Arctic tundra"
+    assert source["chunk_count"] > 1  # else every note would trivially share the one chunk
+
+    for query, label in (
+        ("Who identified the moss specimens?", "Footnote 2: "),
+        ("Where are the raw lichen colony counts archived?", "Endnote 1: "),
+        ("When was the permafrost thaw depth measured?", "Comment 1 (Reviewer Two): "),
+    ):
+        hits = http.get(f"/api/v1/notebooks/{nb}/search/", params={"q": query}).json()["results"]
+        assert hits, query
+        # The hit's passage carries the label, so a citation says where the words came from.
+        assert label in hits[0]["text"], (query, hits[0]["text"])
