@@ -395,6 +395,7 @@ def source_process(*, source_id: str) -> None:
                 status=Source.Status.READY,
                 title=title,
                 site=extracted.site[:SITE_MAX],
+                extractor=extracted.extractor,
                 text=extracted.text,
                 page_count=extracted.page_count,
                 word_count=extracted.word_count,

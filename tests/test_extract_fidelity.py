@@ -44,6 +44,10 @@ def test_an_uploaded_page_and_text_file_are_titled_as_their_authors_titled_them(
         sources["abstract-0042.txt"]["title"] == "Plasma vitamin D metabolites and risk of colorectal cancer in women"
     )
     assert sources["abstract-0042.txt"]["site"] == ""
+    assert (sources["saved-page.html"]["extractor"], sources["abstract-0042.txt"]["extractor"]) == (
+        "trafilatura",
+        "text",
+    )
     one = http.get(f"/api/v1/notebooks/{nb}/sources/{ids[0]}/").json()
     assert one["site"] == "CityLab"
 
@@ -69,3 +73,18 @@ def test_a_word_files_footnotes_endnotes_and_comments_are_found_by_search(worker
         assert hits, query
         # The hit's passage carries the label, so a citation says where the words came from.
         assert label in hits[0]["text"], (query, hits[0]["text"])
+
+
+def test_a_page_whose_article_extractor_keeps_a_stub_is_ingested_whole(workers: Any, http: httpx.Client) -> None:
+    from notebooks.tests.ingest.test_titles import _delta_page
+
+    nb = new_notebook(http)
+    response = upload(http, nb, [("delta.html", _delta_page("comments"))])
+    assert response.status_code == 202, response.text
+    source_id = response.json()["sources"][0]["id"]
+    assert {s.status for s in all_done([source_id])} == {"ready"}
+    source = http.get(f"/api/v1/notebooks/{nb}/sources/{source_id}/").json()
+    assert source["extractor"] == "densest-block"
+    assert source["word_count"] > 300  # the article, not the 12-word teaser
+    hits = http.get(f"/api/v1/notebooks/{nb}/search/", params={"q": "levees starving the marsh of sediment"}).json()
+    assert "hectares of marsh" in hits["results"][0]["text"]

@@ -55,6 +55,7 @@ class Extracted:
     word_count: int
     page_count: int
     site: str = ""  # the web site's name, kept apart from the title (HTML only)
+    extractor: str = ""  # what produced the text, shown on the source
 
 
 def extract(source: Source, kind: Kind, *, max_pages: int = MAX_PAGES) -> Extracted:
@@ -83,7 +84,8 @@ def extracted_from_text(text: str, *, title: str | None = None, kind: Kind = "tx
         title = markdown_title(text)
     elif title is None and kind == "txt":
         title = plain_title(text)
-    return Extracted(text=text, pages=[], title=title, word_count=len(text.split()), page_count=0)
+    extractor = "markdown" if kind == "md" else "text"
+    return Extracted(text=text, pages=[], title=title, word_count=len(text.split()), page_count=0, extractor=extractor)
 
 
 _LABELS: Final[dict[Kind, str]] = {
@@ -165,6 +167,7 @@ def _extract_pdf(data: bytes, max_pages: int) -> Extracted:
         title=_pdf_title(reader),
         word_count=len(text.split()),
         page_count=page_count,
+        extractor="pypdf",
     )
 
 
@@ -220,7 +223,9 @@ def _extract_docx(data: bytes, max_pages: int) -> Extracted:
     blocks.extend(_docx_extras(document))
     text = normalise("\n\n".join(blocks))
     title = meaningful_title(document.core_properties.title) or _docx_heading(document)
-    return Extracted(text=text, pages=[], title=title, word_count=len(text.split()), page_count=0)
+    return Extracted(
+        text=text, pages=[], title=title, word_count=len(text.split()), page_count=0, extractor="python-docx"
+    )
 
 
 def _docx_blocks(document: Document) -> Iterator[str]:
@@ -372,14 +377,34 @@ def _extract_html(data: bytes, max_pages: int) -> Extracted:
     main = trafilatura.extract(
         html, output_format="txt", include_comments=False, include_tables=True, favor_recall=True
     )
-    text = normalise(main) if main else _html_text(html)
+    text, extractor = (normalise(main), "trafilatura") if main else (_html_text(html), "full-text")
+    if main:
+        # trafilatura sometimes throws the article away with the boilerplate (an article body
+        # whose class says "comments", a page built of unusual containers) and keeps a teaser.
+        # The page's own prose paragraphs say how much article there was to keep.
+        block = _densest_block(html)
+        block_words = len(block.split())
+        if block_words >= HTML_FALLBACK_MIN_WORDS and len(text.split()) < HTML_PLAUSIBLE_SHARE * block_words:
+            text, extractor = block, "densest-block"
     named = html_title(html)
     return Extracted(
-        text=text, pages=[], title=named.title, site=named.site, word_count=len(text.split()), page_count=0
+        text=text,
+        pages=[],
+        title=named.title,
+        site=named.site,
+        word_count=len(text.split()),
+        page_count=0,
+        extractor=extractor,
     )
 
 
 _HTML_DROP: Final = ("script", "style", "noscript", "template", "svg", "head", "iframe", "object")
+# The fallback applies when trafilatura keeps less than half the words of the page's densest
+# block of prose paragraphs, and only when that block is an article's worth (a short page's
+# stub is all there is).
+HTML_PLAUSIBLE_SHARE: Final = 0.5
+HTML_FALLBACK_MIN_WORDS: Final = 150
+_PROSE_MIN_WORDS: Final = 12  # a <p> shorter than this is a caption, a byline or a link label
 
 
 def _html_text(html: str) -> str:
@@ -388,6 +413,31 @@ def _html_text(html: str) -> str:
         tag.decompose()
     lines = (" ".join(line.split()) for line in soup.get_text("\n").splitlines())
     return normalise("\n".join(line for line in lines if line))
+
+
+def _densest_block(html: str) -> str:
+    """The prose of the element whose child paragraphs hold the most words of prose, with its
+    headings; empty when the page has no paragraph of prose."""
+    soup = BeautifulSoup(html, "lxml")
+    for tag in soup(list(_HTML_DROP)):
+        tag.decompose()
+    words: dict[int, int] = {}
+    parents: dict[int, Any] = {}
+    for paragraph in soup.find_all("p"):
+        count = len(paragraph.get_text(" ").split())
+        if count >= _PROSE_MIN_WORDS and paragraph.parent is not None:
+            key = id(paragraph.parent)
+            parents[key] = paragraph.parent
+            words[key] = words.get(key, 0) + count
+    if not words:
+        return ""
+    block = parents[max(words, key=lambda key: words[key])]
+    pieces = [
+        " ".join(element.get_text(" ").split())
+        for element in block.find_all(["h1", "h2", "h3", "h4", "p", "li", "blockquote"])
+        if element.find_parent(["p", "li", "blockquote"]) is None
+    ]
+    return normalise("\n\n".join(piece for piece in pieces if piece))
 
 
 # --- titles -------------------------------------------------------------------------------

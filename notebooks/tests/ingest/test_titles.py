@@ -4,6 +4,7 @@ import pytest
 
 from notebooks.ingest import samples
 from notebooks.ingest.extract import extract, html_title, meaningful_title, plain_title
+from notebooks.tests.ingest import docx_notes
 
 
 def _page(head: str, body: str = "") -> str:
@@ -140,3 +141,38 @@ def test_a_docx_with_a_placeholder_title_is_titled_by_its_heading() -> None:
     buffer = io.BytesIO()
     document.save(buffer)
     assert extract(buffer.getvalue(), "docx").title == "Tidal energy in the estuary"
+
+
+def _delta_page(wrapper: str) -> bytes:
+    prose = "".join(
+        f"<p>The river delta lost {i} hectares of marsh as the levees starved it of sediment, and the "
+        "fishermen of the bayou watched their channels widen year after year.</p>"
+        for i in range(15)
+    )
+    return (
+        "<html><head><title>Delta</title></head><body><nav><a>Home</a></nav><article><h1>The sinking delta</h1>"
+        "<p>Subscribe to read the whole story of the delta today.</p></article>"
+        f"<div class='{wrapper}'><h2>Marsh loss</h2>{prose}</div><footer>© Bayou Times</footer></body></html>"
+    ).encode()
+
+
+def test_a_page_whose_article_extractor_keeps_a_stub_falls_back_to_the_densest_block() -> None:
+    # trafilatura drops a block whose class says "comments": the article, on this page.
+    result = extract(_delta_page("comments"), "html")
+    assert result.extractor == "densest-block"
+    assert result.text.startswith("Marsh loss\n\nThe river delta lost 0 hectares")
+    assert result.text.count("hectares of marsh") == 15
+    assert "Home" not in result.text and "Bayou Times" not in result.text
+
+
+def test_a_page_whose_article_extractor_keeps_the_article_keeps_its_text() -> None:
+    result = extract(_delta_page("story"), "html")
+    assert result.extractor == "trafilatura"
+    assert result.text.count("hectares of marsh") == 15
+
+
+def test_each_kind_names_its_extractor() -> None:
+    assert extract(samples.make_pdf([["Words on a page."]]), "pdf").extractor == "pypdf"
+    assert extract(b"Plain words.", "txt").extractor == "text"
+    assert extract(b"# Notes\n\nWords.", "md").extractor == "markdown"
+    assert extract(docx_notes.tundra_docx(), "docx").extractor == "python-docx"
