@@ -95,8 +95,9 @@ class SourceOutputSerializer(serializers.ModelSerializer[Source]):
     class Meta:
         model = Source
         fields = [
-            "id", "notebook", "kind", "title", "original_filename", "url", "content_type", "size", "status",
-            "error", "error_code", "page_count", "word_count", "chunk_count", "job", "created_at", "updated_at",
+            "id", "notebook", "kind", "title", "site", "extractor", "original_filename", "url", "content_type", "size",
+            "status", "error", "error_code", "page_count", "word_count", "chunk_count", "job", "created_at",
+            "updated_at",
         ]  # fmt: skip
 
     def get_job(self, source: Source) -> dict[str, Any] | None:

@@ -43,6 +43,11 @@ class Source(models.Model):
     notebook = models.ForeignKey(Notebook, on_delete=models.CASCADE, related_name="sources")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     title = models.CharField(max_length=300, blank=True)
+    # The web site a page came from ("BBC News"), taken off its title; empty for other kinds.
+    site = models.CharField(max_length=200, blank=True, default="")
+    # What produced the text (pypdf, python-docx, trafilatura, densest-block, full-text, text,
+    # markdown): a page whose article extractor kept a stub says so.
+    extractor = models.CharField(max_length=30, blank=True, default="")
     # Stored under a generated name; the client's filename is metadata only, never a path.
     file = models.FileField(upload_to="sources/", max_length=300, blank=True)
     original_filename = models.CharField(max_length=300, blank=True)

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 EMBED_BATCH = 32
 TITLE_MAX = 300
+SITE_MAX = 200
 
 
 class SourceRejected(DomainError):
@@ -455,6 +456,8 @@ def source_process(*, source_id: str) -> None:
             .update(
                 status=Source.Status.READY,
                 title=title,
+                site=extracted.site[:SITE_MAX],
+                extractor=extracted.extractor,
                 text=extracted.text,
                 page_count=extracted.page_count,
                 word_count=extracted.word_count,

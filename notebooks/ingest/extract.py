@@ -8,18 +8,20 @@ break, HTML and text have none), so every other kind has ``pages == []`` and ``p
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import docx
 import trafilatura
 from bs4 import BeautifulSoup
 from docx.document import Document
 from docx.table import Table
+from lxml import etree
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
 
@@ -52,6 +54,8 @@ class Extracted:
     title: str | None
     word_count: int
     page_count: int
+    site: str = ""  # the web site's name, kept apart from the title (HTML only)
+    extractor: str = ""  # what produced the text, shown on the source
 
 
 def extract(source: Source, kind: Kind, *, max_pages: int = MAX_PAGES) -> Extracted:
@@ -78,7 +82,10 @@ def extracted_from_text(text: str, *, title: str | None = None, kind: Kind = "tx
     text = normalise(text)
     if title is None and kind == "md":
         title = markdown_title(text)
-    return Extracted(text=text, pages=[], title=title, word_count=len(text.split()), page_count=0)
+    elif title is None and kind == "txt":
+        title = plain_title(text)
+    extractor = "markdown" if kind == "md" else "text"
+    return Extracted(text=text, pages=[], title=title, word_count=len(text.split()), page_count=0, extractor=extractor)
 
 
 _LABELS: Final[dict[Kind, str]] = {
@@ -160,6 +167,7 @@ def _extract_pdf(data: bytes, max_pages: int) -> Extracted:
         title=_pdf_title(reader),
         word_count=len(text.split()),
         page_count=page_count,
+        extractor="pypdf",
     )
 
 
@@ -178,8 +186,7 @@ def _pdf_title(reader: PdfReader) -> str | None:
         title = reader.metadata.title if reader.metadata else None
     except Exception:
         return None
-    title = " ".join(str(title).split()) if title else ""
-    return title or None
+    return meaningful_title(title)
 
 
 # --- DOCX ---------------------------------------------------------------------------------
@@ -213,9 +220,12 @@ def _extract_docx(data: bytes, max_pages: int) -> Extracted:
         raise ExtractionFailed("The Word document is damaged and cannot be read.") from None
     document = docx.Document(io.BytesIO(data))
     blocks = [block for block in _docx_blocks(document) if block]
+    blocks.extend(_docx_extras(document))
     text = normalise("\n\n".join(blocks))
-    title = (document.core_properties.title or "").strip() or _docx_heading(document)
-    return Extracted(text=text, pages=[], title=title, word_count=len(text.split()), page_count=0)
+    title = meaningful_title(document.core_properties.title) or _docx_heading(document)
+    return Extracted(
+        text=text, pages=[], title=title, word_count=len(text.split()), page_count=0, extractor="python-docx"
+    )
 
 
 def _docx_blocks(document: Document) -> Iterator[str]:
@@ -229,6 +239,80 @@ def _docx_blocks(document: Document) -> Iterator[str]:
                 yield " | ".join(unique)
         else:
             yield block.text.strip()
+
+
+# Word keeps notes, comments and headers in parts of their own, which python-docx's body API
+# does not read. Each note becomes its own paragraph after the body, led by a label a reader
+# can cite ("Footnote 3: …"), so search hits and report citations say where the text came from.
+_W: Final = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_CT: Final = "application/vnd.openxmlformats-officedocument.wordprocessingml."
+_NOTE_PARTS: Final = (("footnotes+xml", "footnote", "Footnote"), ("endnotes+xml", "endnote", "Endnote"))
+# A header or footer is kept only when it says something: a page number, a date or a one-word
+# label repeated on every page is not prose (and would otherwise match every search).
+_HDRFTR_MIN_WORDS: Final = 3
+_XML_PARSER: Final = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+def _docx_extras(document: Document) -> Iterator[str]:
+    """Text boxes, footnotes, endnotes, comments and contentful headers/footers, labelled."""
+    body = document.element.body
+    seen_boxes: set[str] = set()
+    for box in body.iter(f"{_W}txbxContent"):
+        # A text box is written twice (DrawingML and its VML fallback); keep it once.
+        text = _xml_paragraphs(box)
+        if text and text not in seen_boxes:
+            seen_boxes.add(text)
+            yield f"Text box: {text}"
+    parts: dict[str, list[Any]] = {}
+    for rel in document.part.rels.values():
+        if not rel.is_external:
+            parts.setdefault(rel.target_part.content_type, []).append(rel.target_part)
+    for suffix, tag, label in _NOTE_PARTS:
+        for part in parts.get(_CT + suffix, []):
+            number = 0
+            for note in _parse(part.blob).iter(f"{_W}{tag}"):
+                if note.get(f"{_W}type") in ("separator", "continuationSeparator", "continuationNotice"):
+                    continue
+                number += 1
+                text = _xml_paragraphs(note)
+                if text:
+                    yield f"{label} {number}: {text}"
+    for part in parts.get(_CT + "comments+xml", []):
+        for number, comment in enumerate(_parse(part.blob).iter(f"{_W}comment"), start=1):
+            text = _xml_paragraphs(comment)
+            author = " ".join(str(comment.get(f"{_W}author") or "").split())
+            if text:
+                yield f"Comment {number}" + (f" ({author})" if author else "") + f": {text}"
+    seen: set[str] = set()
+    for suffix, label in (("header+xml", "Header"), ("footer+xml", "Footer")):
+        for part in _section_parts(document, parts.get(_CT + suffix, [])):
+            text = _xml_paragraphs(_parse(part.blob))
+            words = [w for w in text.split() if any(ch.isalpha() for ch in w)]
+            if len(words) >= _HDRFTR_MIN_WORDS and text not in seen:
+                seen.add(text)
+                yield f"{label}: {text}"
+
+
+def _section_parts(document: Document, parts: list[Any]) -> list[Any]:
+    # In partname order (header1, header2, …), which is the order Word wrote them in.
+    return sorted(parts, key=lambda part: str(part.partname))
+
+
+def _parse(blob: bytes) -> Any:
+    return etree.fromstring(blob, parser=_XML_PARSER)
+
+
+def _xml_paragraphs(element: Any) -> str:
+    """The text of the ``w:p`` paragraphs under ``element``, one space between paragraphs."""
+    paragraphs = []
+    for paragraph in element.iter(f"{_W}p"):
+        pieces = []
+        for node in paragraph.iter(f"{_W}t", f"{_W}tab", f"{_W}br"):
+            pieces.append(node.text or "" if node.tag == f"{_W}t" else " ")
+        text = " ".join("".join(pieces).split())
+        if text:
+            paragraphs.append(text)
+    return " ".join(paragraphs)
 
 
 def _docx_heading(document: Document) -> str | None:
@@ -293,11 +377,36 @@ def _extract_html(data: bytes, max_pages: int) -> Extracted:
     main = trafilatura.extract(
         html, output_format="txt", include_comments=False, include_tables=True, favor_recall=True
     )
-    text = normalise(main) if main else _html_text(html)
-    return Extracted(text=text, pages=[], title=_html_title(html), word_count=len(text.split()), page_count=0)
+    text, extractor = (normalise(main), "trafilatura") if main else (_html_text(html), "full-text")
+    # One parse serves the title and then (it drops tags) the fallback's check: ~8 ms a page.
+    soup = BeautifulSoup(html, "lxml")
+    named = _soup_title(soup)
+    if main:
+        # trafilatura sometimes throws the article away with the boilerplate (an article body
+        # whose class says "comments", a page built of unusual containers) and keeps a teaser.
+        # The page's own prose paragraphs say how much article there was to keep.
+        block = _densest_block(soup)
+        block_words = len(block.split())
+        if block_words >= HTML_FALLBACK_MIN_WORDS and len(text.split()) < HTML_PLAUSIBLE_SHARE * block_words:
+            text, extractor = block, "densest-block"
+    return Extracted(
+        text=text,
+        pages=[],
+        title=named.title,
+        site=named.site,
+        word_count=len(text.split()),
+        page_count=0,
+        extractor=extractor,
+    )
 
 
 _HTML_DROP: Final = ("script", "style", "noscript", "template", "svg", "head", "iframe", "object")
+# The fallback applies when trafilatura keeps less than half the words of the page's densest
+# block of prose paragraphs, and only when that block is an article's worth (a short page's
+# stub is all there is).
+HTML_PLAUSIBLE_SHARE: Final = 0.5
+HTML_FALLBACK_MIN_WORDS: Final = 150
+_PROSE_MIN_WORDS: Final = 12  # a <p> shorter than this is a caption, a byline or a link label
 
 
 def _html_text(html: str) -> str:
@@ -308,14 +417,196 @@ def _html_text(html: str) -> str:
     return normalise("\n".join(line for line in lines if line))
 
 
-def _html_title(html: str) -> str | None:
-    soup = BeautifulSoup(html, "lxml")
-    for candidate in (soup.title, soup.find("h1")):
-        if candidate is not None:
-            title = " ".join(candidate.get_text(" ").split())
-            if title:
-                return title
-    return None
+def _densest_block(soup: BeautifulSoup) -> str:
+    """The prose of the element whose child paragraphs hold the most words of prose, with its
+    headings; empty when the page has no paragraph of prose. Drops scripts and such from ``soup``."""
+    for tag in soup(list(_HTML_DROP)):
+        tag.decompose()
+    words: dict[int, int] = {}
+    parents: dict[int, Any] = {}
+    for paragraph in soup.find_all("p"):
+        count = len(paragraph.get_text(" ").split())
+        if count >= _PROSE_MIN_WORDS and paragraph.parent is not None:
+            key = id(paragraph.parent)
+            parents[key] = paragraph.parent
+            words[key] = words.get(key, 0) + count
+    if not words:
+        return ""
+    block = parents[max(words, key=lambda key: words[key])]
+    pieces = [
+        " ".join(element.get_text(" ").split())
+        for element in block.find_all(["h1", "h2", "h3", "h4", "p", "li", "blockquote"])
+        if element.find_parent(["p", "li", "blockquote"]) is None
+    ]
+    return normalise("\n\n".join(piece for piece in pieces if piece))
+
+
+# --- titles -------------------------------------------------------------------------------
+
+TITLE_WORDS_MAX: Final = 25
+# Separators sites put between an article's title and their own name: "Title | Site",
+# "Title - BBC News", "Site: Title" is too ambiguous (titles have colons) and is left alone.
+_TITLE_SEPARATORS = re.compile(r"\s+(?:\||-|\u2013|\u2014|·|::|»|•)\s+")
+# Titles an authoring tool writes by itself: the document's real title is elsewhere or nowhere.
+_PLACEHOLDER_TITLE = re.compile(
+    r"^(?:(?:microsoft\s+)?(?:word|powerpoint|excel)\s*-\s*.*"
+    r"|untitled(?:\s+document)?(?:\s*\d+)?|document\s*\d*|title|no title|presentation\s*\d*"
+    r"|.*\.(?:docx?|pdf|rtf|odt|txt|md|html?|tex|indd|pages)"
+    r"|\S*_\S*|[a-z]+\d+)$",
+    re.IGNORECASE,
+)
+
+
+def _clean_title(title: object) -> str:
+    return " ".join(str(title or "").split())
+
+
+def meaningful_title(title: object) -> str | None:
+    """``title`` unless it is a tool's placeholder ("Microsoft Word - draft3.docx", "Untitled",
+    a file name such as ``report_v2`` or ``scan0042``); None then, so a better guess is used."""
+    cleaned = _clean_title(title)
+    if not cleaned or _PLACEHOLDER_TITLE.match(cleaned):
+        return None
+    return cleaned
+
+
+def plain_title(text: str) -> str | None:
+    """A text file's first line when it reads as a title: short, not a sentence (no final
+    period), and followed by a blank line (or nothing). Otherwise None: the file name is better
+    than a title made of half a paragraph."""
+    lines = text.lstrip("\n").split("\n", 2)
+    first = lines[0].strip()
+    if not first or (len(lines) > 1 and lines[1].strip()):
+        return None
+    heading = re.match(r"^#{1,6}\s+(.+?)[\s#]*$", first)
+    if heading:
+        return heading.group(1).strip() or None
+    words = first.split()
+    if len(words) > TITLE_WORDS_MAX or len(first) > 200 or first[-1] in ".,;:":
+        return None
+    if not any(ch.isalpha() for ch in first):
+        return None
+    return first
+
+
+@dataclass(frozen=True)
+class PageTitle:
+    title: str | None
+    site: str
+
+
+def html_title(html: str) -> PageTitle:
+    """The article's own title and the site's name, from what the page says about itself.
+
+    The article's headline is in og:title / twitter:title / a JSON-LD ``headline`` or, failing
+    those, the one ``<h1>`` of the article; the browser tab's ``<title>`` is the last resort
+    because sites append their name to it ("… - BBC News"). Whichever is chosen loses a leading
+    or trailing segment that is the site's name, and that name is kept as ``site``.
+    """
+    return _soup_title(BeautifulSoup(html, "lxml"))
+
+
+def _soup_title(soup: BeautifulSoup) -> PageTitle:
+    meta = _html_meta(soup)
+    ld_headline, ld_site = _json_ld(soup)
+    site = _clean_title(meta.get("og:site_name") or ld_site or meta.get("application-name"))
+    tab = _clean_title(soup.title.get_text(" ")) if soup.title is not None else ""
+    h1 = _article_h1(soup)
+    candidates = [meta.get("og:title"), meta.get("twitter:title"), ld_headline, h1, tab]
+    for candidate in candidates:
+        title = _clean_title(candidate)
+        if not title:
+            continue
+        stripped, found_site = _strip_site(title, site=site, tab=tab, h1=h1)
+        if not (site or found_site) and tab and tab != title:
+            # The headline came from the page; the tab's title may still name the site.
+            found_site = _strip_site(tab, site="", tab=tab, h1=h1)[1]
+        return PageTitle(title=stripped, site=site or found_site)
+    return PageTitle(title=None, site=site)
+
+
+def _html_meta(soup: BeautifulSoup) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for tag in soup.find_all("meta"):
+        key = str(tag.get("property") or tag.get("name") or "").strip().lower()
+        content = tag.get("content")
+        if key and content and key not in found:
+            found[key] = str(content)
+    return found
+
+
+def _json_ld(soup: BeautifulSoup) -> tuple[str, str]:
+    """(headline, publisher or site name) of the first JSON-LD article-like object."""
+    for script in soup.find_all("script", type="application/ld+json"):
+        try:
+            data = json.loads(script.string or "")
+        except ValueError:
+            continue
+        stack = [data]
+        while stack:
+            item = stack.pop(0)
+            if isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                if "@graph" in item:
+                    stack.extend(item["@graph"] if isinstance(item["@graph"], list) else [item["@graph"]])
+                headline = item.get("headline")
+                if isinstance(headline, str) and headline.strip():
+                    publisher = item.get("publisher")
+                    name = publisher.get("name") if isinstance(publisher, dict) else None
+                    return headline, name if isinstance(name, str) else ""
+    return "", ""
+
+
+def _article_h1(soup: BeautifulSoup) -> str:
+    # A site's logo is often an <h1> too; the one inside <article> or <main> is the headline,
+    # and a page with several <h1> elsewhere has none that can be trusted.
+    for container in (soup.find("article"), soup.find("main")):
+        if container is not None:
+            heading = container.find("h1")
+            if heading is not None and _clean_title(heading.get_text(" ")):
+                return _clean_title(heading.get_text(" "))
+    headings = [_clean_title(h.get_text(" ")) for h in soup.find_all("h1")]
+    headings = [h for h in headings if h]
+    return headings[0] if len(headings) == 1 else ""
+
+
+def _same(a: str, b: str) -> bool:
+    def key(s: str) -> str:
+        return re.sub(r"[\W_]+", "", s.casefold())
+
+    return bool(key(a)) and key(a) == key(b)
+
+
+def _strip_site(title: str, *, site: str, tab: str, h1: str) -> tuple[str, str]:
+    """``title`` without a leading or trailing segment naming the site, and that segment."""
+    parts = _TITLE_SEPARATORS.split(title)
+    if len(parts) < 2:
+        return title, ""
+    # A segment that is the article's headline tells which part is the title.
+    for i, part in enumerate(parts):
+        if h1 and _same(part, h1):
+            rest = [p for j, p in enumerate(parts) if j != i]
+            return part, rest[-1] if i == 0 else rest[0]
+    # The site is named in the metadata, or the same segment ends the tab's title as well.
+    for edge in (-1, 0):
+        part = parts[edge]
+        if (site and (_same(part, site) or site.casefold() in part.casefold())) or (
+            tab and tab != title and _TITLE_SEPARATORS.split(tab)[edge] == part and len(part.split()) <= 5
+        ):
+            return _without_edge(title, edge), part
+    # No name to go by: a short last segment after a much longer title is a site's name
+    # ("… | American Civil Liberties Union" is long but still the shorter end).
+    last = parts[-1]
+    head = " ".join(parts[:-1])
+    if last[0].isupper() and len(last.split()) <= 6 and len(head.split()) >= max(4, 2 * len(last.split())):
+        return _without_edge(title, -1), last
+    return title, ""
+
+
+def _without_edge(title: str, edge: int) -> str:
+    separators = list(_TITLE_SEPARATORS.finditer(title))
+    return title[: separators[-1].start()] if edge == -1 else title[separators[0].end() :]
 
 
 _EXTRACTORS: Final = {

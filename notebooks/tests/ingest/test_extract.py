@@ -149,7 +149,7 @@ def test_it_extracts_the_article_from_html() -> None:
         f"<article><h1>Coral reefs under stress</h1>{body}</article><footer>Copyright</footer></body></html>"
     )
     result = extract(html.encode(), "html")
-    assert result.title == "Coral Reefs"
+    assert result.title == "Coral reefs under stress"  # the headline, not the tab
     assert "Paragraph 7 explains how coral reefs respond to warming oceans" in result.text
     assert "tracking" not in result.text and "color: red" not in result.text
 
