@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -21,6 +22,7 @@ from backend.runtime import progress
 from backend.runtime.events import publish
 from backend.services import batch_create, jobs_cancel_active, subject_follow_job
 from notebooks import selectors
+from notebooks.answer import Answer, Evidence, answer_offline
 from notebooks.models import Notebook, Question, Source
 
 logger = logging.getLogger(__name__)
@@ -86,27 +88,37 @@ def _conversation(question: Question, turns: int = 3) -> list[Question]:
     return earlier[::-1]
 
 
-def question_answer(*, question_id: str) -> dict[str, Any] | None:
-    """Retrieve the passages, answer from them (streamed as events), store the answer."""
-    from notebooks.answer import Evidence, answer_offline
+def answer_for(
+    *,
+    notebook: Notebook,
+    question: str,
+    source_ids: list[str] | None = None,
+    context: str = "",
+    on_text: Callable[[str, str], None] | None = None,
+    hits: list[selectors.Hit] | None = None,
+) -> Answer:
+    """Retrieve (unless ``hits`` are given) and answer: the job's work without the bookkeeping,
+    and what ``make eval`` measures."""
     from notebooks.services import embedder
 
+    if hits is None:
+        progress(10, "Retrieving passages")
+        # A follow-up's retrieval also looks for the earlier turns' words ("and in children?").
+        hits = selectors.question_evidence(
+            notebook=notebook, query=f"{context} {question}".strip(), source_ids=source_ids, k=EVIDENCE_PASSAGES
+        )
+    evidence = [Evidence(h.chunk_id, h.source_id, h.source_title, h.position, h.page, h.text) for h in hits]
+    progress(40, "Writing the answer")
+    return answer_offline(question, evidence, embedder().embed, context=context, on_text=on_text)
+
+
+def question_answer(*, question_id: str) -> dict[str, Any] | None:
+    """Retrieve the passages, answer from them (streamed as events), store the answer."""
     question = Question.objects.select_related("notebook", "previous").filter(id=question_id).first()
     if question is None:
         logger.info("Question %s is gone; nothing to answer", question_id)
         return None
-    earlier = _conversation(question)
-    context = " ".join(q.question for q in earlier)
-    progress(10, "Retrieving passages")
-    # A follow-up's retrieval also looks for the earlier turn's words ("and in children?").
-    hits = selectors.question_evidence(
-        notebook=question.notebook,
-        query=f"{context} {question.question}".strip(),
-        source_ids=question.source_ids or None,
-        k=EVIDENCE_PASSAGES,
-    )
-    evidence = [Evidence(h.chunk_id, h.source_id, h.source_title, h.position, h.page, h.text) for h in hits]
-    progress(40, "Writing the answer")
+    context = " ".join(q.question for q in _conversation(question))
 
     def streamed(text: str, delta: str) -> None:
         publish(
@@ -115,7 +127,13 @@ def question_answer(*, question_id: str) -> dict[str, Any] | None:
             {"question": str(question.id), "text": text, "delta": delta, "done": False},
         )
 
-    answer = answer_offline(question.question, evidence, embedder().embed, context=context, on_text=streamed)
+    answer = answer_for(
+        notebook=question.notebook,
+        question=question.question,
+        source_ids=question.source_ids or None,
+        context=context,
+        on_text=streamed,
+    )
     progress(95, "Saving")
     citations = [c.to_dict() for c in answer.citations]
     updated = (
