@@ -6,7 +6,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from drf_yasg.utils import swagger_auto_schema
+from drf_yasg.utils import no_body, swagger_auto_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -19,9 +19,9 @@ from backend.errors import DomainError, error_body
 from backend.models import Job
 from backend.runtime import events
 from backend.serializers import BatchSerializer, JobSerializer
-from backend.throttles import SourcesThrottle
-from notebooks import selectors, services
-from notebooks.models import Notebook, Source
+from backend.throttles import EnqueueThrottle, SourcesThrottle
+from notebooks import ask, selectors, services
+from notebooks.models import Notebook, Question, Source
 
 
 class NotebookOutputSerializer(serializers.ModelSerializer[Notebook]):
@@ -96,7 +96,8 @@ class SourceOutputSerializer(serializers.ModelSerializer[Source]):
         model = Source
         fields = [
             "id", "notebook", "kind", "title", "site", "extractor", "original_filename", "url", "content_type", "size",
-            "status", "error", "error_code", "page_count", "word_count", "chunk_count", "job", "created_at",
+            "status", "error", "error_code", "page_count", "word_count", "chunk_count", "citations", "job",
+            "created_at",
             "updated_at",
         ]  # fmt: skip
 
@@ -296,3 +297,98 @@ async def notebook_events(request: HttpRequest, notebook_id: str) -> HttpRespons
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
     return response
+
+
+# --- questions
+
+
+class CitationSerializer(serializers.Serializer[dict[str, Any]]):
+    number = serializers.IntegerField()
+    source_id = serializers.CharField()
+    source_title = serializers.CharField()
+    chunk_id = serializers.IntegerField()
+    position = serializers.IntegerField()
+    page = serializers.IntegerField(allow_null=True)
+    quote = serializers.CharField()
+    start = serializers.IntegerField()
+    end = serializers.IntegerField()
+
+
+class QuestionSerializer(serializers.ModelSerializer[Question]):
+    notebook = serializers.UUIDField(source="notebook_id")
+    conversation = serializers.UUIDField(source="previous_id", allow_null=True)
+    note = serializers.UUIDField(source="note_id", allow_null=True)
+    citations = CitationSerializer(many=True)
+    job = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Question
+        fields = [
+            "id", "notebook", "question", "source_ids", "conversation", "status", "answered", "answer",
+            "citations", "answerer", "note", "error", "error_code", "job", "created_at", "completed_at",
+        ]  # fmt: skip
+
+    def get_job(self, question: Question) -> dict[str, Any] | None:
+        jobs = self.context.get("jobs")
+        job = jobs.get(question.job_id) if jobs is not None else Job.objects.filter(id=question.job_id).first()
+        return dict(JobSerializer(job).data) if job else None
+
+
+def _question(request: Request, question_id: Any) -> Question:
+    return get_object_or_404(Question, id=question_id, owner=request.user)
+
+
+class QuestionListCreateApi(APIView):
+    throttle_classes = [EnqueueThrottle]
+
+    class InputSerializer(serializers.Serializer[dict[str, Any]]):
+        question = serializers.CharField(max_length=2000)
+        source_ids = serializers.ListField(child=serializers.UUIDField(), required=False, default=list)
+        conversation = serializers.UUIDField(required=False, allow_null=True, default=None)
+
+    def get_throttles(self) -> list[Any]:
+        return super().get_throttles() if self.request.method == "POST" else []
+
+    @swagger_auto_schema(responses={200: QuestionSerializer(many=True)})
+    def get(self, request: Request, notebook_id: str) -> Response:
+        notebook = _notebook(request, notebook_id)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(
+            selectors.questions_of(notebook=notebook, owner=request.user), request, view=self
+        )
+        questions = list(page or [])
+        jobs = {j.id: j for j in Job.objects.filter(id__in=[q.job_id for q in questions if q.job_id])}
+        data = QuestionSerializer(questions, many=True, context={"jobs": jobs}).data
+        return paginator.get_paginated_response(data)
+
+    @swagger_auto_schema(request_body=InputSerializer, responses={202: QuestionSerializer})
+    def post(self, request: Request, notebook_id: str) -> Response:
+        notebook = _notebook(request, notebook_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        question = ask.question_ask(
+            notebook=notebook,
+            owner=request.user,
+            question=values["question"],
+            source_ids=[str(s) for s in values["source_ids"]],
+            previous_id=str(values["conversation"]) if values["conversation"] else None,
+        )
+        return Response(QuestionSerializer(question).data, status=status.HTTP_202_ACCEPTED)
+
+
+class QuestionDetailApi(APIView):
+    @swagger_auto_schema(responses={200: QuestionSerializer})
+    def get(self, request: Request, question_id: str) -> Response:
+        return Response(QuestionSerializer(_question(request, question_id)).data)
+
+    def delete(self, request: Request, question_id: str) -> Response:
+        ask.question_delete(question=_question(request, question_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class QuestionNoteApi(APIView):
+    @swagger_auto_schema(request_body=no_body, responses={201: SourceOutputSerializer})
+    def post(self, request: Request, question_id: str) -> Response:
+        note = ask.question_save_as_note(question=_question(request, question_id))
+        return Response(SourceOutputSerializer(note).data, status=status.HTTP_201_CREATED)

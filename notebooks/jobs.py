@@ -3,7 +3,7 @@
 from typing import Any
 
 from backend.runtime import job
-from notebooks import services
+from notebooks import ask, services
 
 
 @job("notebooks.process_source", queue="notebook_processing", on_change=services.source_follow_job)
@@ -16,3 +16,11 @@ def process_source(*, source_id: str) -> None:
 def build_overview(*, notebook_id: str) -> dict[str, Any] | None:
     """Summary, key topics and suggested questions of a notebook, after a batch of sources."""
     return services.overview_build(notebook_id=notebook_id)
+
+
+# Questions run on `default`, an in-process queue: a person is waiting for the answer, so it
+# must not queue behind the forking ingestion of an import.
+@job("notebooks.answer_question", queue="default", retries=2, on_change=ask.question_follow_job)
+def answer_question(*, question_id: str) -> dict[str, Any] | None:
+    """Answer a question from the notebook's passages, streaming the answer as events."""
+    return ask.question_answer(question_id=question_id)

@@ -31,6 +31,7 @@ class Source(models.Model):
         FILE = "file"
         URL = "url"
         TEXT = "text"
+        NOTE = "note"  # an answer saved from the ask feature, with its citations
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -63,6 +64,9 @@ class Source(models.Model):
     word_count = models.PositiveIntegerField(default=0)
     chunk_count = models.PositiveIntegerField(default=0)
     job_id = models.CharField(max_length=64, blank=True)
+    # A note's citations ([{number, source_id, chunk_id, page, quote}]): links to the passages
+    # the saved answer quoted.
+    citations = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -91,3 +95,42 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_id}#{self.position}"
+
+
+class Question(models.Model):
+    """A question asked of a notebook, and its answer. History is per user: only the asker sees it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ANSWERING = "answering"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    notebook = models.ForeignKey(Notebook, on_delete=models.CASCADE, related_name="questions")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="questions")
+    # The earlier turn this one follows up (a conversation is a chain of questions).
+    previous = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="follow_ups")
+    question = models.TextField()
+    source_ids = models.JSONField(default=list, blank=True)  # empty: every ready source
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    answer = models.TextField(blank=True)
+    answered = models.BooleanField(default=False)  # false: declined (or not answered yet)
+    # [{number, source_id, source_title, chunk_id, position, page, quote, start, end}]
+    citations = models.JSONField(default=list, blank=True)
+    answerer = models.CharField(max_length=30, blank=True)
+    note = models.ForeignKey(Source, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    job_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["notebook", "owner", "-created_at"], name="question_history")]
+
+    def __str__(self) -> str:
+        return self.question[:80]

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from django.db.models import QuerySet
 
-from notebooks.models import Chunk, Notebook, Source
+from notebooks.models import Chunk, Notebook, Question, Source
 
 CACHE_NOTEBOOKS = 32
 # With a query, passages scoring below this share of the best one are left out.
@@ -203,3 +203,18 @@ def ready_source_count(*, notebook: Notebook, source_ids: list[str] | None = Non
     if source_ids:
         qs = qs.filter(id__in=source_ids)
     return qs.count()
+
+
+def question_evidence(*, notebook: Notebook, query: str, source_ids: list[str] | None = None, k: int = 8) -> list[Hit]:
+    """The passages a question is answered from: the notebook's search, restricted to
+    ``source_ids`` when given (asked for more, then filtered)."""
+    if not source_ids:
+        return notebook_search(notebook=notebook, query=query, k=k)
+    wanted = set(source_ids)
+    hits = notebook_search(notebook=notebook, query=query, k=k * 10)
+    return [hit for hit in hits if hit.source_id in wanted][:k]
+
+
+def questions_of(*, notebook: Notebook, owner: Any) -> QuerySet[Question]:
+    """This user's questions in this notebook, newest first (history is per user)."""
+    return Question.objects.filter(notebook=notebook, owner=owner).order_by("-created_at")

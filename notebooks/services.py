@@ -421,7 +421,7 @@ def source_process(*, source_id: str) -> None:
         logger.info("Source %s is gone; nothing to process", source_id)
         return
     try:
-        if source.kind == Source.Kind.TEXT:
+        if source.kind in (Source.Kind.TEXT, Source.Kind.NOTE):
             progress(5, "Reading text")
             extracted = extracted_from_text(source.text, title=source.title)
         else:
@@ -446,7 +446,7 @@ def source_process(*, source_id: str) -> None:
 
     progress(97, "Indexing")
     title = source.title
-    if source.kind != Source.Kind.TEXT and extracted.title:
+    if source.kind not in (Source.Kind.TEXT, Source.Kind.NOTE) and extracted.title:
         title = extracted.title[:TITLE_MAX]
     with transaction.atomic():
         # Claim the source for the result; a source deleted or cancelled meanwhile keeps nothing.

@@ -13,4 +13,7 @@ urlpatterns = [
     path(f"{nb}search/", apis.SearchApi.as_view(), name="notebook-search"),
     path(f"{nb}overview/", apis.OverviewApi.as_view(), name="notebook-overview"),
     path(f"{nb}events/", apis.notebook_events, name="notebook-events"),
+    path(f"{nb}questions/", apis.QuestionListCreateApi.as_view(), name="question-list"),
+    path("questions/<uuid:question_id>/", apis.QuestionDetailApi.as_view(), name="question-detail"),
+    path("questions/<uuid:question_id>/note/", apis.QuestionNoteApi.as_view(), name="question-note"),
 ]

@@ -521,3 +521,45 @@ def test_it_marks_the_cited_passage_in_the_source_text(signed_in: tuple[Client, 
     page = client.get(f"/notebooks/{notebook.id}/sources/{source.id}/?chunk={chunk.id}").content.decode()
     assert '<mark id="passage" tabindex="-1">The passage itself.</mark>' in page
     assert "&lt;b&gt;part&lt;/b&gt;" in page  # source text is never markup
+
+
+@browser_test
+def test_it_asks_a_question_streams_the_answer_shows_quotes_and_saves_a_note(
+    workers: Any, live_server_url: str, make_user: Any, context: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    user = make_user()
+    page = context.new_page()
+    console = Console(page)
+    log_in(page, live_server_url, user)
+    notebook = notebook_services.notebook_create(owner=user, title="Ask me")
+    page.goto(f"{live_server_url}/notebooks/{notebook.id}/")
+    expect(page.locator("body")).to_have_attribute("data-loaded", "")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    page.get_by_text("Paste text", exact=True).click()
+    page.locator("#text-title").fill("Volcanoes")
+    page.get_by_label("Text", exact=True).fill(" ".join(docs.VOLCANOES))
+    page.get_by_role("button", name="Add text").click()
+    expect(row(page, "source", "Volcanoes").locator(".status")).to_have_text("ready", timeout=60 * SECOND)
+
+    page.get_by_label("Ask this notebook a question").fill("How do volcanologists forecast eruptions?")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    chip = page.locator("#answer-text a.citation").first
+    expect(chip).to_have_text("[1]", timeout=30 * SECOND)
+    expect(page.locator("#answer-text")).to_contain_text("ground swelling")
+    assert "ground swelling" in (chip.get_attribute("title") or "")  # the quote on hover
+    assert "#passage" in (chip.get_attribute("href") or "")  # opens the source at the passage
+    expect(page.locator("#history li")).to_have_count(1)
+
+    page.get_by_role("button", name="Save as note").click()
+    expect(page.get_by_role("button", name="Saved as a note")).to_be_visible()
+    expect(row(page, "source", "Note: How do volcanologists").locator(".status")).to_have_text(
+        "ready", timeout=60 * SECOND
+    )
+    assert Source.objects.filter(notebook=notebook, kind="note").count() == 1
+
+    chip.click()
+    expect(page.locator("mark#passage")).to_contain_text("ground swelling")
+    shot(page, "ask-passage.png")
+    assert console.errors == []

@@ -87,11 +87,14 @@ def notebook_delete(request: HttpRequest, notebook_id: uuid.UUID) -> HttpRespons
 def notebook_detail(request: HttpRequest, notebook_id: uuid.UUID) -> HttpResponse:
     notebook = _notebook(request, notebook_id)
     nb = {"notebook_id": notebook.id}
+    QUESTION_ID = "00000000-0000-0000-0000-000000000000"
     urls = {
         "events": reverse("notebook-events", kwargs=nb),
         "sources": reverse("source-list", kwargs=nb),
         "source": _pattern("source-detail", **nb, source_id=None),
         "search": reverse("notebook-search", kwargs=nb),
+        "questions": reverse("question-list", kwargs=nb),
+        "questionNote": reverse("question-note", kwargs={"question_id": QUESTION_ID}).replace(QUESTION_ID, "{id}"),
         "overview": reverse("notebook-overview", kwargs=nb),
         "reports": reverse("report-list", kwargs=nb),
         "report": _pattern("report-detail", report_id=None),

@@ -284,6 +284,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # JSON bodies (pasted text)
 # Loaded by a forking worker before it forks, so every job's work-horse inherits it.
 QUIRE_WORKER_PRELOAD: dict[str, list[str]] = {
     "notebook_processing": ["notebooks.services.ingestion_preload"],
+    "default": ["notebooks.ask.ask_preload"],  # questions are answered there
 }
 
 # --- podcasts

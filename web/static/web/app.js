@@ -451,7 +451,7 @@
           el(
             "li",
             {},
-            el("button", { type: "button", class: "question link", text: question, onclick: () => runSearch(question) }),
+            el("button", { type: "button", class: "question link", text: question, onclick: () => askQuestion(question) }),
           ),
         ),
       );
@@ -717,10 +717,118 @@
     // --- live events
 
     let loaded = false;
+    // --- ask: the answer streams in as `answer` events; [n] chips show their quote
+
+    const askForm = document.getElementById("ask-form");
+    const askInput = document.getElementById("question");
+    const followUp = document.getElementById("ask-follow-up");
+    const answerBox = document.getElementById("answer");
+    const answerText = document.getElementById("answer-text");
+    const answerCitations = document.getElementById("answer-citations");
+    const noteButton = document.getElementById("answer-note");
+    const history = document.getElementById("history");
+    let asking = null; // the question whose answer is shown
+    let lastAnswered = null; // the conversation a follow-up continues
+
+    function passageLink(citation) {
+      return `${fill(urls.sourcePage, citation.source_id)}?chunk=${citation.chunk_id}#passage`;
+    }
+
+    function renderAnswer(text, citations) {
+      const byNumber = new Map((citations || []).map((c) => [String(c.number), c]));
+      answerText.replaceChildren(
+        ...text.split(/(\[\d+\])/).map((part) => {
+          const match = part.match(/^\[(\d+)\]$/);
+          const citation = match && byNumber.get(match[1]);
+          if (!citation) return part;
+          const where = citation.page ? `, page ${citation.page}` : "";
+          return el("a", {
+            class: "chip citation",
+            href: passageLink(citation),
+            title: `${citation.source_title}${where}: “${citation.quote}”`,
+            text: part,
+          });
+        }),
+      );
+      answerCitations.replaceChildren(
+        ...(citations || []).map((c) =>
+          el(
+            "li",
+            {},
+            el("a", { href: passageLink(c), text: c.source_title || "Source" }),
+            el("span", { class: "muted", text: `${c.page ? ` page ${c.page} ·` : ""} “${c.quote}”` }),
+          ),
+        ),
+      );
+      answerBox.hidden = false;
+    }
+
+    function showQuestion(question) {
+      asking = question.id;
+      renderAnswer(question.answer || "Thinking…", question.citations);
+      noteButton.hidden = !(question.status === "completed" && question.answered);
+      noteButton.disabled = false;
+      noteButton.textContent = question.note ? "Saved as a note" : "Save as note";
+    }
+
+    async function loadHistory() {
+      const body = await api(`${urls.questions}?limit=20`);
+      document.getElementById("history-heading").hidden = !body.results.length;
+      history.replaceChildren(
+        ...body.results.map((q) =>
+          el(
+            "li",
+            {},
+            el("button", { type: "button", class: "question link", text: q.question, onclick: () => showQuestion(q) }),
+            el("span", { class: "muted", text: q.status === "completed" ? (q.answered ? "" : " · declined") : ` · ${q.status}` }),
+          ),
+        ),
+      );
+    }
+
+    async function askQuestion(text) {
+      askInput.value = text;
+      try {
+        const payload = { question: text };
+        if (followUp.checked && lastAnswered) payload.conversation = lastAnswered;
+        const question = await api(urls.questions, { method: "POST", json: payload });
+        showQuestion(question);
+        askForm.scrollIntoView({ block: "nearest" });
+      } catch (error) {
+        failed(error);
+      }
+    }
+
+    function onAnswerEvent(data) {
+      if (data.question !== asking) return;
+      renderAnswer(data.text, data.citations);
+      if (data.done) {
+        if (data.answered) lastAnswered = data.question;
+        noteButton.hidden = !data.answered;
+        loadHistory().catch(failed);
+      }
+    }
+
+    askForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (askInput.value.trim()) askQuestion(askInput.value.trim());
+    });
+    noteButton.addEventListener("click", async () => {
+      noteButton.disabled = true;
+      try {
+        const note = await api(fill(urls.questionNote, asking), { method: "POST" });
+        noteButton.textContent = "Saved as a note";
+        trackers.source.upsert(note);
+      } catch (error) {
+        noteButton.disabled = false;
+        failed(error);
+      }
+    });
+
     function loadAll() {
       if (loaded) return;
       loaded = true;
-      Promise.all([trackers.source.load(), trackers.report.load(), trackers.podcast.load(), loadOverview()])
+      Promise.all([trackers.source.load(), trackers.report.load(), trackers.podcast.load(), loadOverview(), loadHistory()])
         .then(() => document.body.setAttribute("data-loaded", ""))
         .catch(failed);
     }
@@ -749,6 +857,7 @@
         if (trackers[type]) trackers[type].onJob(job);
         else if (job.kind === "notebooks.build_overview") onOverviewJob(job);
       });
+      stream.addEventListener("answer", (event) => onAnswerEvent(JSON.parse(event.data)));
       stream.addEventListener("overview", (event) => {
         overviewSent = true;
         renderOverview({ status: "ready", ...JSON.parse(event.data) });

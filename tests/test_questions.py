@@ -1,0 +1,224 @@
+"""Asking a notebook, end to end: real HTTP, real workers, the real MiniLM embedder."""
+
+import itertools
+import json
+import re
+from typing import Any
+
+import httpx
+import pytest
+from rest_framework.authtoken.models import Token
+
+from notebooks.answer import DECLINE
+from notebooks.models import Chunk, Question, Source
+from tests import documents as docs
+from tests.helpers import all_done, new_notebook, wait_for
+
+
+@pytest.fixture
+def http(live_server_url: str, make_user: Any) -> httpx.Client:
+    token = Token.objects.create(user=make_user())
+    return httpx.Client(base_url=live_server_url, headers={"Authorization": f"Token {token.key}"}, timeout=60)
+
+
+def add_text(http: httpx.Client, nb: str, title: str, sentences: list[str]) -> str:
+    response = http.post(f"/api/v1/notebooks/{nb}/sources/", json={"title": title, "text": " ".join(sentences)})
+    assert response.status_code == 202, response.text
+    return str(response.json()["sources"][0]["id"])
+
+
+def three_topic_notebook(http: httpx.Client) -> tuple[str, dict[str, str]]:
+    nb = new_notebook(http, "Three subjects")
+    ids = {
+        "volcanoes": add_text(http, nb, "Volcanoes", docs.VOLCANOES),
+        "plants": add_text(http, nb, "Photosynthesis", docs.PHOTOSYNTHESIS),
+        "roads": add_text(http, nb, "Roman roads", docs.ROMAN_ROADS),
+    }
+    assert {s.status for s in all_done(list(ids.values()))} == {"ready"}
+    return nb, ids
+
+
+def ask(http: httpx.Client, nb: str, question: str, **extra: Any) -> dict[str, Any]:
+    response = http.post(f"/api/v1/notebooks/{nb}/questions/", json={"question": question, **extra})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def answered(http: httpx.Client, question_id: str) -> dict[str, Any]:
+    wait_for(
+        lambda: Question.objects.filter(id=question_id, status__in=["completed", "failed", "cancelled"]).exists(),
+        timeout=60,
+        message="the answer",
+    )
+    response = http.get(f"/api/v1/questions/{question_id}/")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_an_answers_every_citation_resolves_to_a_quote_of_its_chunk(workers: Any, http: httpx.Client) -> None:
+    nb, ids = three_topic_notebook(http)
+    posted = ask(http, nb, "How do volcanologists forecast eruptions?")
+    assert posted["status"] == "pending"
+    assert posted["job"]["queue"] == "default"
+    assert posted["job"]["kind"] == "notebooks.answer_question"
+
+    body = answered(http, posted["id"])
+    assert body["status"] == "completed"
+    assert body["answered"] is True
+    assert "ground swelling" in body["answer"]
+    markers = {int(n) for n in re.findall(r"\[(\d+)\]", body["answer"])}
+    assert markers == {c["number"] for c in body["citations"]}
+    for citation in body["citations"]:
+        chunk = Chunk.objects.get(id=citation["chunk_id"])
+        assert str(chunk.source_id) == citation["source_id"]
+        assert chunk.text[citation["start"] : citation["end"]] == citation["quote"]
+        assert citation["quote"] in body["answer"]
+    assert ids["volcanoes"] in {c["source_id"] for c in body["citations"]}
+
+
+def test_a_question_the_sources_do_not_answer_is_declined(workers: Any, http: httpx.Client) -> None:
+    nb, _ = three_topic_notebook(http)
+    body = answered(http, ask(http, nb, "Who won the football world cup in 2014?")["id"])
+    assert body["status"] == "completed"
+    assert body["answered"] is False
+    assert body["answer"] == DECLINE
+    assert body["citations"] == []
+
+
+def test_source_ids_restrict_the_citations(workers: Any, http: httpx.Client) -> None:
+    nb, ids = three_topic_notebook(http)
+    body = answered(http, ask(http, nb, "How was a Roman road built in layers?", source_ids=[ids["roads"]])["id"])
+    assert body["answered"] is True
+    assert {c["source_id"] for c in body["citations"]} == {ids["roads"]}
+    assert body["source_ids"] == [ids["roads"]]
+    # Asked of the roads only, what only the plants answer is declined rather than answered.
+    elsewhere = answered(http, ask(http, nb, "What does chlorophyll absorb?", source_ids=[ids["roads"]])["id"])
+    assert elsewhere["answered"] is False
+    everywhere = answered(http, ask(http, nb, "What does chlorophyll absorb?")["id"])
+    assert {c["source_id"] for c in everywhere["citations"]} == {ids["plants"]}
+
+
+def test_a_follow_up_is_understood_with_the_earlier_turn(workers: Any, http: httpx.Client) -> None:
+    nb, ids = three_topic_notebook(http)
+    first = answered(http, ask(http, nb, "Which enzyme fixes carbon dioxide in plants?")["id"])
+    assert first["answered"] is True
+    follow = answered(http, ask(http, nb, "Which colours does it absorb?", conversation=first["id"])["id"])
+    assert follow["conversation"] == first["id"]
+    assert follow["answered"] is True
+    assert {c["source_id"] for c in follow["citations"]} == {ids["plants"]}
+    assert "red and blue light" in follow["answer"]
+
+
+def _answer_events(lines: Any, question_id: str) -> list[tuple[str, dict[str, Any]]]:
+    events: list[tuple[str, dict[str, Any]]] = []
+    event_id, event_type = "", ""
+    for line in lines:
+        if line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("event: "):
+            event_type = line[7:]
+        elif line.startswith("data: ") and event_type == "answer":
+            data = json.loads(line[6:])
+            if data["question"] == question_id:
+                events.append((event_id, data))
+                if data["done"]:
+                    return events
+    return events
+
+
+def test_the_answer_streams_in_order_and_a_reconnect_gets_all_of_it(workers: Any, http: httpx.Client) -> None:
+    nb, _ = three_topic_notebook(http)
+    url = f"/api/v1/notebooks/{nb}/events/"
+    with http.stream("GET", url) as first_event:
+        lines = first_event.iter_lines()
+        # The cursor is taken before the response starts: every later event is delivered.
+        assert any(line.startswith(": connected") for line in lines)
+        question = ask(http, nb, "What happens in the light reactions and the Calvin cycle?")
+        seen = _answer_events(lines, question["id"])
+    stored = Question.objects.get(id=question["id"])
+    assert seen[-1][1]["done"] is True
+    assert seen[-1][1]["text"] == stored.answer
+    assert seen[-1][1]["citations"] == stored.citations
+    partial = [data for _, data in seen[:-1]]
+    assert len(partial) >= 2  # one event per sentence of the answer
+    for earlier, later in itertools.pairwise(partial):
+        assert later["text"] == earlier["text"] + later["delta"]
+    assert "".join(d["delta"] for d in partial) == stored.answer
+
+    # A client that lost the stream after the first piece replays the rest from its id.
+    with http.stream("GET", url, headers={"Last-Event-ID": seen[0][0]}) as resumed:
+        replayed = _answer_events(resumed.iter_lines(), question["id"])
+    assert [data for _, data in replayed] == [data for _, data in seen[1:]]
+
+
+def test_an_answer_saved_as_a_note_is_a_searchable_source_with_its_citations(workers: Any, http: httpx.Client) -> None:
+    nb, _ = three_topic_notebook(http)
+    body = answered(http, ask(http, nb, "How long is the Roman road network?")["id"])
+    assert body["answered"] is True
+    response = http.post(f"/api/v1/questions/{body['id']}/note/")
+    assert response.status_code == 201, response.text
+    note = response.json()
+    assert note["kind"] == "note"
+    assert note["citations"] == body["citations"]
+    [ready] = all_done([note["id"]])
+    assert ready.status == Source.Status.READY
+    again = http.post(f"/api/v1/questions/{body['id']}/note/")
+    assert again.status_code == 201
+    assert again.json()["id"] == note["id"]  # saved once
+    hits = http.get(f"/api/v1/notebooks/{nb}/search/", params={"q": "Question: How long is the Roman road network?"})
+    assert note["id"] in {h["source_id"] for h in hits.json()["results"][:3]}
+
+    declined = answered(http, ask(http, nb, "What is the capital of Peru?")["id"])
+    refused = http.post(f"/api/v1/questions/{declined['id']}/note/")
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "NOT_ANSWERED"
+
+
+def test_history_is_per_user_and_another_users_question_is_a_404(
+    workers: Any, http: httpx.Client, live_server_url: str, make_user: Any
+) -> None:
+    nb, _ = three_topic_notebook(http)
+    first = ask(http, nb, "What is RuBisCO?")
+    second = ask(http, nb, "What did milestones record?")
+    answered(http, first["id"])
+    answered(http, second["id"])
+    history = http.get(f"/api/v1/notebooks/{nb}/questions/")
+    assert history.status_code == 200
+    assert [q["id"] for q in history.json()["results"]] == [second["id"], first["id"]]
+    assert history.json()["count"] == 2
+
+    token = Token.objects.create(user=make_user("mallory"))
+    other = httpx.Client(base_url=live_server_url, headers={"Authorization": f"Token {token.key}"}, timeout=30)
+    assert other.get(f"/api/v1/questions/{first['id']}/").status_code == 404
+    assert other.post(f"/api/v1/questions/{first['id']}/note/").status_code == 404
+    assert other.delete(f"/api/v1/questions/{first['id']}/").status_code == 404
+    assert other.get(f"/api/v1/notebooks/{nb}/questions/").status_code == 404
+    assert other.post(f"/api/v1/notebooks/{nb}/questions/", json={"question": "x"}).status_code == 404
+    assert Question.objects.filter(id=first["id"]).exists()
+
+    assert http.delete(f"/api/v1/questions/{first['id']}/").status_code == 204
+    assert not Question.objects.filter(id=first["id"]).exists()
+
+
+def test_bad_questions_are_refused_with_a_reason(workers: Any, http: httpx.Client) -> None:
+    nb, _ = three_topic_notebook(http)
+    empty = http.post(f"/api/v1/notebooks/{nb}/questions/", json={"question": "   "})
+    assert empty.status_code == 400
+    unknown = http.post(
+        f"/api/v1/notebooks/{nb}/questions/",
+        json={"question": "Why?", "conversation": "00000000-0000-0000-0000-000000000000"},
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["code"] == "UNKNOWN_CONVERSATION"
+    foreign = http.post(
+        f"/api/v1/notebooks/{nb}/questions/",
+        json={"question": "Why?", "source_ids": ["00000000-0000-0000-0000-000000000000"]},
+    )
+    assert foreign.status_code == 400
+    assert foreign.json()["error"]["code"] == "UNKNOWN_SOURCE"
+    assert not Question.objects.exists()
+
+    empty_nb = new_notebook(http, "Nothing yet")
+    nothing = http.post(f"/api/v1/notebooks/{empty_nb}/questions/", json={"question": "Anything?"})
+    assert nothing.status_code == 409
+    assert nothing.json()["error"]["code"] == "NO_READY_SOURCES"
