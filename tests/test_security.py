@@ -12,11 +12,11 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from backend import services as job_services
 from backend.models import Job
 from backend.runtime import get_kind
-from notebooks.models import Chunk, Notebook, Source
+from notebooks.models import Chunk, Notebook, Question, Source
 from podcast.models import Podcast
 from reports.models import Report
 
-ID_PARAMS = {"notebook_id", "source_id", "report_id", "podcast_id", "job_id", "batch_id"}
+ID_PARAMS = {"notebook_id", "source_id", "report_id", "podcast_id", "job_id", "batch_id", "question_id"}
 
 
 def walk(patterns: list[Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -53,6 +53,9 @@ def alices_things(make_user: Any, redis_clean: Any) -> dict[str, str]:
     podcast = Podcast.objects.create(
         notebook=notebook, owner=alice, title="p", status="completed", audio_mp3=audio, audio_wav=audio
     )
+    question = Question.objects.create(
+        notebook=notebook, owner=alice, question="secret?", status="completed", answer="secret [1]", answered=True
+    )
     batch = job_services.batch_create(owner=alice, notebook_id=notebook.id)
     kind = get_kind("tests.echo_default")
     assert kind is not None
@@ -65,6 +68,7 @@ def alices_things(make_user: Any, redis_clean: Any) -> dict[str, str]:
         "podcast_id": str(podcast.id),
         "job_id": job.id,
         "batch_id": str(batch.id),
+        "question_id": str(question.id),
     }
 
 
