@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F
@@ -73,7 +74,7 @@ def _check_queue_room(owner: Any, adding: int, *, lock: bool) -> None:
     if owner is None or adding == 0:
         return
     if lock:
-        type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
     waiting = Job.objects.filter(
         owner=owner, kind="notebooks.process_source", status=Job.Status.QUEUED, attempts=0
     ).count()
