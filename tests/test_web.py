@@ -188,13 +188,14 @@ def test_it_takes_a_notebook_from_upload_to_report_and_podcast_with_live_progres
     expect(page.locator("#sources li.source")).to_have_count(2)
     assert not Source.objects.filter(id=long_id).exists()
 
-    # Overview: a suggested question runs a search.
+    # Overview: a suggested question is asked, and its answer (or a decline) streams in.
     question = page.locator("#overview-questions button").first
     expect(question).to_be_visible(timeout=60 * SECOND)
     expect(page.locator("#overview-summary")).not_to_be_empty()
     question.click()
-    expect(page.locator("#results li.hit").first).to_be_visible()
-    expect(page.locator("#q")).to_have_value(question.inner_text())
+    expect(page.locator("#question")).to_have_value(question.inner_text())
+    expect(page.locator("#history li")).to_have_count(1, timeout=30 * SECOND)
+    expect(page.locator("#answer-text")).not_to_have_text("Thinking…")
 
     # Search: highlighted passages that link to the passage in the source's text.
     page.get_by_label("Search this notebook").fill("hot gas and rock racing down a mountain")
