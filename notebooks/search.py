@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from backend.errors import DomainError
-from notebooks.ingest.keywords import KeywordIndex, Query, parse_query, snippet
+from notebooks.ingest.keywords import KeywordIndex, Query, Vocabulary, parse_query, snippet
 from notebooks.ingest.minilm import DIM
 from notebooks.models import Chunk, Notebook, Source
 
@@ -64,28 +64,40 @@ class Results:
     degraded: str | None = None  # "keyword only" / "semantic only" when a side could not run
 
 
+_vocabulary = Vocabulary()  # one per process: term ids shared by every notebook's index
+
+
 class _Cached:
-    def __init__(self, version: int, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+    def __init__(
+        self, version: int, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32], previous: _Cached | None
+    ) -> None:
         self.version = version
         self.ids = ids
         self.vectors = vectors
+        # Each chunk's term counts, kept from the previous version of this notebook's cache:
+        # chunks are never edited (a re-ingested source gets new chunks), so they stay valid.
+        self.counts: dict[int, Any] = previous.counts if previous is not None else {}
         self._keywords: KeywordIndex | None = None
         self._lock = threading.Lock()
 
     def keywords(self, notebook_id: Any) -> KeywordIndex:
-        """Built on the first keyword or hybrid search, from the same chunks as the vectors."""
+        """Built on the first keyword or hybrid search, from the same chunks as the vectors;
+        only chunks new since the last build are read and tokenized."""
         with self._lock:
             if self._keywords is None:
                 wanted = set(self.ids.tolist())
-                rows = {
-                    cid: f"{title}\n{text}"
-                    for cid, title, text in Chunk.objects.filter(notebook_id=notebook_id)
-                    .values_list("id", "source__title", "text")
-                    .iterator(chunk_size=2000)
-                    if cid in wanted
-                }
-                # The source's title on every chunk: a passage deep in a paper is still about it.
-                self._keywords = KeywordIndex([rows.get(int(i), "") for i in self.ids])
+                self.counts = {cid: c for cid, c in self.counts.items() if cid in wanted}
+                missing = wanted - self.counts.keys()
+                if missing:
+                    rows = Chunk.objects.filter(notebook_id=notebook_id)
+                    if len(missing) < 1000:
+                        rows = rows.filter(id__in=missing)
+                    for cid, title, text in rows.values_list("id", "source__title", "text").iterator(chunk_size=2000):
+                        if cid in missing:
+                            # The source's title on every chunk: a passage deep in a paper is still about it.
+                            self.counts[cid] = _vocabulary.counts(f"{title}\n{text}")
+                empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+                self._keywords = KeywordIndex(_vocabulary, [self.counts.get(int(i), empty) for i in self.ids])
             return self._keywords
 
 
@@ -108,7 +120,7 @@ def _cached(notebook: Notebook, dim: int) -> _Cached:
     vectors = np.zeros((len(rows), dim), dtype=np.float32)
     for i, (_id, blob) in enumerate(rows):
         vectors[i] = np.frombuffer(blob, dtype=np.float32)
-    built = _Cached(notebook.chunks_version, ids, vectors)
+    built = _Cached(notebook.chunks_version, ids, vectors, found)
     with _cache_lock:
         _cache[notebook.id] = built
         _cache.move_to_end(notebook.id)

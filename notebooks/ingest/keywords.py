@@ -13,8 +13,8 @@ words dropped. An identifier with inner hyphens, dots or slashes ("CRISPR-Cas9",
 
 from __future__ import annotations
 
-import math
 import re
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,36 +77,62 @@ def parse_query(text: str) -> Query:
     return Query(terms=list(dict.fromkeys(tokens(text))), phrases=phrases)
 
 
-class KeywordIndex:
-    """BM25 (Robertson/Spärck Jones idf, k1 = 1.2, b = 0.75) over one notebook's chunks."""
+class Vocabulary:
+    """Term -> integer id, shared by the indexes of one process (ids only grow)."""
 
-    def __init__(self, texts: Sequence[str]) -> None:
-        self.size = len(texts)
-        postings: dict[str, tuple[list[int], list[int]]] = {}
-        lengths = np.zeros(len(texts), dtype=np.float32)
-        for row, text in enumerate(texts):
-            counts = Counter(tokens(text))
-            lengths[row] = sum(counts.values())
-            for term, tf in counts.items():
-                docs, tfs = postings.setdefault(term, ([], []))
-                docs.append(row)
-                tfs.append(tf)
-        self.avg_length = float(lengths.mean()) if len(texts) else 0.0
-        norm = K1 * (1 - B + B * lengths / (self.avg_length or 1.0))
-        self.postings: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = {}
-        for term, (docs, tfs) in postings.items():
-            d = np.asarray(docs, dtype=np.int64)
-            freq = np.asarray(tfs, dtype=np.float32)
-            idf = math.log(1 + (self.size - len(d) + 0.5) / (len(d) + 0.5))
-            # The whole BM25 weight per posting, so a query only adds arrays.
-            self.postings[term] = (d, (idf * freq * (K1 + 1) / (freq + norm[d])).astype(np.float32))
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self._lock = threading.Lock()  # web request threads tokenize side by side
+
+    def counts(self, text: str) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        """A text's distinct term ids and how often each occurs: what the index needs of a chunk."""
+        found = Counter(tokens(text))
+        with self._lock:
+            ids = np.fromiter((self.ids.setdefault(t, len(self.ids)) for t in found), dtype=np.int32, count=len(found))
+        return ids, np.fromiter(found.values(), dtype=np.float32, count=len(found))
+
+
+class KeywordIndex:
+    """BM25 (Robertson/Spärck Jones idf, k1 = 1.2, b = 0.75) over one notebook's chunks.
+
+    Built from each chunk's term counts (``Vocabulary.counts``), which callers keep per chunk:
+    a rebuild after one source changed tokenizes only that source, and the rest is a few numpy
+    operations (a sort of every posting), not a pass over the text."""
+
+    def __init__(
+        self, vocabulary: Vocabulary, chunks: Sequence[tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]]
+    ) -> None:
+        self.vocabulary = vocabulary
+        self.size = len(chunks)
+        sizes = np.fromiter((len(ids) for ids, _ in chunks), dtype=np.int64, count=len(chunks))
+        lengths = np.fromiter((float(c.sum()) for _, c in chunks), dtype=np.float32, count=len(chunks))
+        terms = np.concatenate([ids for ids, _ in chunks]) if chunks else np.zeros(0, np.int32)
+        freq = np.concatenate([c for _, c in chunks]) if chunks else np.zeros(0, np.float32)
+        rows = np.repeat(np.arange(len(chunks), dtype=np.int64), sizes)
+        order = np.argsort(terms, kind="stable")
+        self.terms, self.rows, freq = terms[order], rows[order], freq[order]
+        # Postings of term t: positions starts[t]:starts[t + 1] of the sorted arrays.
+        self.starts = np.searchsorted(self.terms, np.arange(len(vocabulary.ids) + 1)).astype(np.int64)
+        df = np.diff(self.starts).astype(np.float64)
+        idf = np.log1p((self.size - df + 0.5) / (df + 0.5)).astype(np.float32)
+        average = float(lengths.mean()) if len(chunks) else 0.0
+        norm = K1 * (1 - B + B * lengths / (average or 1.0))
+        # The whole BM25 weight per posting, so a query only adds slices.
+        self.weights = idf[self.terms] * freq * (K1 + 1) / (freq + norm[self.rows])
+
+    @classmethod
+    def of_texts(cls, texts: Sequence[str]) -> KeywordIndex:
+        vocabulary = Vocabulary()
+        return cls(vocabulary, [vocabulary.counts(t) for t in texts])
 
     def scores(self, terms: Sequence[str]) -> npt.NDArray[np.float32]:
         total = np.zeros(self.size, dtype=np.float32)
         for term in terms:
-            found = self.postings.get(term)
-            if found is not None:
-                np.add.at(total, found[0], found[1])
+            tid = self.vocabulary.ids.get(term)
+            if tid is None or tid + 1 >= len(self.starts):
+                continue  # a term no chunk of this notebook has
+            a, b = self.starts[tid], self.starts[tid + 1]
+            np.add.at(total, self.rows[a:b], self.weights[a:b])
         return total
 
 
