@@ -20,7 +20,7 @@ from backend.models import Job
 from backend.runtime import events
 from backend.serializers import BatchSerializer, JobSerializer
 from backend.throttles import EnqueueThrottle, SourcesThrottle
-from notebooks import ask, selectors, services
+from notebooks import ask, search, selectors, services
 from notebooks.models import Notebook, Question, Source
 
 
@@ -240,25 +240,34 @@ class HitSerializer(serializers.Serializer[Any]):
     text = serializers.CharField()
     char_start = serializers.IntegerField()
     char_end = serializers.IntegerField()
+    rank_semantic = serializers.IntegerField(allow_null=True, help_text="1 = first on the semantic side")
+    rank_keyword = serializers.IntegerField(allow_null=True, help_text="1 = first on the keyword side")
+    snippet = serializers.CharField(help_text="a window of the text around the first match")
+    highlights = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()), help_text="[start, end] spans in the snippet"
+    )
 
 
 class SearchApi(APIView):
     class QueryInput(serializers.Serializer[dict[str, Any]]):
         q = serializers.CharField(max_length=1000)
         k = serializers.IntegerField(min_value=1, max_value=100, default=10)
+        mode = serializers.ChoiceField(choices=search.MODES, default="hybrid")
 
     @swagger_auto_schema(query_serializer=QueryInput, responses={200: HitSerializer(many=True)})
     def get(self, request: Request, notebook_id: str) -> Response:
         notebook = _notebook(request, notebook_id)
         query = self.QueryInput(data=request.query_params)
         query.is_valid(raise_exception=True)
-        hits = selectors.notebook_search(
-            notebook=notebook, query=query.validated_data["q"], k=query.validated_data["k"]
-        )
+        values = query.validated_data
+        found = search.notebook_search(notebook=notebook, query=values["q"], k=values["k"], mode=values["mode"])
         # HitSerializer documents the shape; the hits are already plain values (str ids, rounded
         # floats), and building them with DRF's field machinery took about 0.8 ms of a search.
-        results = [dataclasses.asdict(hit) for hit in hits]
-        return Response({"query": query.validated_data["q"], "method": "semantic", "results": results})
+        results = [dataclasses.asdict(hit) for hit in found.hits]
+        body = {"query": values["q"], "mode": found.mode, "method": found.mode, "results": results}
+        if found.degraded:
+            body["degraded"] = found.degraded
+        return Response(body)
 
 
 class OverviewApi(APIView):

@@ -24,6 +24,7 @@ from backend.services import batch_create, jobs_cancel_active, subject_follow_jo
 from notebooks import selectors
 from notebooks.answer import Answer, Evidence, answer_offline
 from notebooks.models import Notebook, Question, Source
+from notebooks.search import Hit
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def answer_for(
     source_ids: list[str] | None = None,
     context: str = "",
     on_text: Callable[[str, str], None] | None = None,
-    hits: list[selectors.Hit] | None = None,
+    hits: list[Hit] | None = None,
 ) -> Answer:
     """Retrieve (unless ``hits`` are given) and answer: the job's work without the bookkeeping,
     and what ``make eval`` measures."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +9,10 @@ import numpy as np
 import numpy.typing as npt
 from django.db.models import QuerySet
 
+from notebooks import search
 from notebooks.models import Chunk, Notebook, Question, Source
+from notebooks.search import Hit
 
-CACHE_NOTEBOOKS = 32
 # With a query, passages scoring below this share of the best one are left out.
 RELEVANCE_FLOOR = 0.6
 
@@ -31,92 +30,11 @@ def sources_of(*, notebook: Notebook) -> QuerySet[Source]:
     return Source.objects.filter(notebook=notebook).order_by("created_at")
 
 
-@dataclass(frozen=True)
-class Hit:
-    chunk_id: int
-    source_id: str
-    source_title: str
-    position: int
-    page: int | None
-    text: str
-    score: float
-    char_start: int
-    char_end: int
-
-
-class _Matrix:
-    def __init__(self, version: int, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
-        self.version = version
-        self.ids = ids
-        self.vectors = vectors
-
-
-# Per process: notebook id -> its chunk matrix, valid while notebook.chunks_version is unchanged.
-_matrices: OrderedDict[Any, _Matrix] = OrderedDict()
-_lock = threading.Lock()
-
-
-def _matrix(notebook_id: Any, version: int, dim: int) -> _Matrix:
-    with _lock:
-        cached = _matrices.get(notebook_id)
-        if cached is not None and cached.version == version:
-            _matrices.move_to_end(notebook_id)
-            return cached
-    rows = list(
-        Chunk.objects.filter(notebook_id=notebook_id, source__status=Source.Status.READY)
-        .order_by("id")
-        .values_list("id", "embedding")
-    )
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    vectors = np.zeros((len(rows), dim), dtype=np.float32)
-    for i, (_id, blob) in enumerate(rows):
-        vectors[i] = np.frombuffer(blob, dtype=np.float32)
-    built = _Matrix(version, ids, vectors)
-    with _lock:
-        _matrices[notebook_id] = built
-        _matrices.move_to_end(notebook_id)
-        while len(_matrices) > CACHE_NOTEBOOKS:
-            _matrices.popitem(last=False)
-    return built
-
-
-def notebook_search(*, notebook: Notebook, query: str, k: int = 10) -> list[Hit]:
-    """Exact cosine top-k over the notebook's ready chunks (vectors are unit length)."""
-    from notebooks.services import embedder
-
-    model = embedder()
-    # The caller has just read the notebook (its owner check), so its version is current.
-    matrix = _matrix(notebook.id, notebook.chunks_version, model.dim)
-    if not len(matrix.ids):
-        return []
-    scores = matrix.vectors @ model.embed([query])[0]
-    k = min(k, len(scores))
-    top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    # Plain rows, not models: no embedding blobs, no Source objects for ten hits.
-    fields = ("id", "source_id", "source__title", "position", "page", "text", "char_start", "char_end")
-    rows = Chunk.objects.filter(id__in=[int(matrix.ids[i]) for i in top]).values_list(*fields)
-    chunks = {row[0]: row for row in rows}
-    hits = []
-    for i in top:
-        row = chunks.get(int(matrix.ids[i]))
-        if row is None:  # deleted since the matrix was built
-            continue
-        chunk_id, source_id, source_title, position, page, text, char_start, char_end = row
-        hits.append(
-            Hit(
-                chunk_id=chunk_id,
-                source_id=str(source_id),
-                source_title=source_title,
-                position=position,
-                page=page,
-                text=text,
-                score=round(float(scores[i]), 4),
-                char_start=char_start,
-                char_end=char_end,
-            )
-        )
-    return hits
+def notebook_search(
+    *, notebook: Notebook, query: str, k: int = 10, mode: str = "hybrid", source_ids: list[str] | None = None
+) -> list[Hit]:
+    """The notebook's best chunks for ``query`` (``notebooks.search``; hybrid by default)."""
+    return search.notebook_search(notebook=notebook, query=query, k=k, mode=mode, source_ids=source_ids).hits
 
 
 def notebook_chunks(*, notebook: Notebook, source_ids: list[str] | None = None) -> QuerySet[Chunk]:
@@ -206,13 +124,12 @@ def ready_source_count(*, notebook: Notebook, source_ids: list[str] | None = Non
 
 
 def question_evidence(*, notebook: Notebook, query: str, source_ids: list[str] | None = None, k: int = 8) -> list[Hit]:
-    """The passages a question is answered from: the notebook's search, restricted to
-    ``source_ids`` when given (asked for more, then filtered)."""
-    if not source_ids:
-        return notebook_search(notebook=notebook, query=query, k=k)
-    wanted = set(source_ids)
-    hits = notebook_search(notebook=notebook, query=query, k=k * 10)
-    return [hit for hit in hits if hit.source_id in wanted][:k]
+    """The passages a question is answered from: the notebook's hybrid search, restricted to
+    ``source_ids`` when given."""
+    try:
+        return notebook_search(notebook=notebook, query=query, k=k, source_ids=source_ids)
+    except search.QueryRejected:
+        return []  # nothing to look for: the answerer declines
 
 
 def questions_of(*, notebook: Notebook, owner: Any) -> QuerySet[Question]:

@@ -505,11 +505,14 @@
       searchStatus.textContent = "Searching…";
       results.replaceChildren();
       try {
-        const body = await api(`${urls.search}?${new URLSearchParams({ q: query, k: "8" })}`);
+        const mode = document.getElementById("search-mode").value;
+        const body = await api(`${urls.search}?${new URLSearchParams({ q: query, k: "8", mode })}`);
         const stems = terms(query);
-        searchStatus.textContent = body.results.length
-          ? `${body.results.length} passage${body.results.length === 1 ? "" : "s"} for “${query}”`
-          : `Nothing found for “${query}”. Sources are searchable once they are ready.`;
+        searchStatus.textContent =
+          (body.results.length
+            ? `${body.results.length} passage${body.results.length === 1 ? "" : "s"} for “${query}”`
+            : `Nothing found for “${query}”. Sources are searchable once they are ready.`) +
+          (body.degraded ? ` (${body.degraded}: the other side of the search is unavailable)` : "");
         results.replaceChildren(
           ...body.results.map((hit) =>
             el(
@@ -525,10 +528,13 @@
                 }),
                 el("span", {
                   class: "muted",
-                  text: `${hit.page ? `page ${hit.page} · ` : ""}passage ${hit.position + 1} · score ${hit.score.toFixed(2)}`,
+                  text:
+                    `${hit.page ? `page ${hit.page} · ` : ""}passage ${hit.position + 1}` +
+                    `${hit.rank_keyword ? ` · words #${hit.rank_keyword}` : ""}` +
+                    `${hit.rank_semantic ? ` · meaning #${hit.rank_semantic}` : ""}`,
                 }),
               ),
-              el("p", { class: "passage" }, ...highlighted(hit.text, stems)),
+              el("p", { class: "passage" }, ...highlighted(hit.snippet || hit.text, stems)),
             ),
           ),
         );

@@ -1,0 +1,135 @@
+"""Search as people type it: hybrid by default, phrases, identifiers, other scripts, stop words,
+indexes that follow deletes and re-ingestion, and keyword-only when the embedder is down.
+
+Sources are ingested by the real pipeline (``source_process``, called in this process) and
+searched through the API; the suite runs on SQLite and on PostgreSQL, so the exact rankings
+asserted here are the same on both databases."""
+
+from typing import Any
+
+import pytest
+
+from notebooks import services
+from notebooks.models import Chunk, Notebook, Source
+
+
+@pytest.fixture
+def owner(make_user: Any) -> Any:
+    return make_user()
+
+
+@pytest.fixture
+def client(owner: Any, api_client_for: Any) -> Any:
+    return api_client_for(owner)
+
+
+def add(notebook: Notebook, title: str, text: str) -> Source:
+    source = Source.objects.create(notebook=notebook, kind=Source.Kind.TEXT, title=title, text=text)
+    services.source_process(source_id=str(source.id))
+    source.refresh_from_db()
+    assert source.status == Source.Status.READY
+    return source
+
+
+def search(client: Any, notebook: Notebook, q: str, **params: Any) -> Any:
+    response = client.get(f"/api/v1/notebooks/{notebook.id}/search/", {"q": q, **params})
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+@pytest.fixture
+def library(owner: Any) -> tuple[Notebook, dict[str, Source]]:
+    notebook = services.notebook_create(owner=owner, title="Library")
+    sources = {
+        "phrase": add(
+            notebook, "Gene editing", "Guide RNA directs the nuclease to the target. Off-target cuts are rare."
+        ),
+        "apart": add(notebook, "Editing guides", "The target of a guide can be far from the RNA that directs editing."),
+        "crispr": add(notebook, "Tools", "We knocked out the gene with CRISPR-Cas9 in mouse embryos."),
+        "paraphrase": add(notebook, "Methods", "Gene knockouts were made with a bacterial genome editing system."),
+        "p53": add(notebook, "Tumours", "Mutations of p53 were found in 11873 of the tumours sequenced."),
+        "german": add(notebook, "Vulkane", "Die Vulkanausbrüche auf Island verändern das Klima der Nordhalbkugel."),
+        "arabic": add(notebook, "البراكين", "تتشكل البراكين عندما تصل الصهارة إلى سطح الأرض."),
+    }
+    return notebook, sources
+
+
+def test_it_searches_hybrid_by_default_with_ranks_on_each_side_and_a_snippet(client: Any, library: Any) -> None:
+    notebook, sources = library
+    body = search(client, notebook, "CRISPR-Cas9 knockout")
+    assert body["mode"] == "hybrid"
+    assert "degraded" not in body
+    top = body["results"][0]
+    assert top["source_id"] == str(sources["crispr"].id)
+    assert top["rank_keyword"] == 1 and top["rank_semantic"] is not None
+    assert "CRISPR-Cas9" in top["snippet"]
+    start, end = top["highlights"][0]
+    assert top["snippet"][start:end].lower().startswith("crispr")
+
+
+def test_a_quoted_phrase_finds_the_passage_with_the_phrase_first(client: Any, library: Any) -> None:
+    notebook, sources = library
+    for mode in ("keyword", "hybrid"):
+        body = search(client, notebook, '"guide RNA directs"', mode=mode)
+        assert body["results"][0]["source_id"] == str(sources["phrase"].id), mode
+        assert str(sources["apart"].id) in {h["source_id"] for h in body["results"]}  # the words apart rank lower
+
+
+def test_an_exact_identifier_outranks_paraphrases(client: Any, library: Any) -> None:
+    notebook, sources = library
+    for q, key in (("CRISPR-Cas9", "crispr"), ("p53", "p53"), ("11873", "p53")):
+        body = search(client, notebook, q)
+        assert body["results"][0]["source_id"] == str(sources[key].id), q
+    keyword = search(client, notebook, "CRISPR-Cas9", mode="keyword")
+    assert [h["source_id"] for h in keyword["results"]] == [str(sources["crispr"].id)]
+
+
+def test_german_and_arabic_text_is_found_by_its_words(client: Any, library: Any) -> None:
+    notebook, sources = library
+    german = search(client, notebook, "Vulkanausbrüche Island", mode="keyword")
+    assert german["results"][0]["source_id"] == str(sources["german"].id)
+    arabic = search(client, notebook, "البراكين الصهارة", mode="keyword")
+    assert arabic["results"][0]["source_id"] == str(sources["arabic"].id)
+
+
+def test_a_query_of_stop_words_alone_is_a_400(client: Any, library: Any) -> None:
+    notebook, _ = library
+    response = client.get(f"/api/v1/notebooks/{notebook.id}/search/", {"q": "what is the of and"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "EMPTY_QUERY"
+    bad_mode = client.get(f"/api/v1/notebooks/{notebook.id}/search/", {"q": "gene", "mode": "fuzzy"})
+    assert bad_mode.status_code == 400
+
+
+def test_deleting_or_reingesting_a_source_updates_both_indexes(client: Any, library: Any) -> None:
+    notebook, sources = library
+    assert search(client, notebook, "p53", mode="keyword")["results"]
+    services.source_delete(source=sources["p53"])
+    for mode in ("keyword", "semantic", "hybrid"):
+        ids = {h["source_id"] for h in search(client, notebook, "p53 tumour mutations", mode=mode)["results"]}
+        assert str(sources["p53"].id) not in ids, mode
+
+    crispr = sources["crispr"]
+    Source.objects.filter(id=crispr.id).update(text="Zebrafish fins regrow after amputation within weeks.")
+    services.source_process(source_id=str(crispr.id))
+    assert search(client, notebook, "zebrafish", mode="keyword")["results"][0]["source_id"] == str(crispr.id)
+    assert str(crispr.id) not in {
+        h["source_id"] for h in search(client, notebook, "CRISPR-Cas9", mode="keyword")["results"]
+    }
+    assert Chunk.objects.filter(source=crispr).count() == 1
+
+
+def test_it_answers_by_keywords_and_says_so_when_the_embedder_is_down(
+    client: Any, library: Any, monkeypatch: Any
+) -> None:
+    notebook, sources = library
+
+    def broken() -> Any:
+        raise RuntimeError("model files missing")
+
+    monkeypatch.setattr(services, "embedder", broken)
+    body = search(client, notebook, "CRISPR-Cas9")
+    assert body["degraded"] == "keyword only"
+    assert body["results"][0]["source_id"] == str(sources["crispr"].id)
+    assert body["results"][0]["rank_semantic"] is None
+    assert search(client, notebook, "CRISPR-Cas9", mode="keyword")["results"]
