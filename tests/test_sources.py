@@ -88,7 +88,7 @@ def test_uploaded_files_become_searchable_chunks_and_an_overview(workers: Any, h
 
     # Search: a sentence from one document finds that document first (real MiniLM embeddings).
     hits = http.get(f"/api/v1/notebooks/{nb}/search/", params={"q": "Which enzyme fixes carbon dioxide?"}).json()
-    assert hits["method"] == "semantic"
+    assert hits["method"] == "hybrid"  # the default since hybrid search (#22)
     assert hits["results"][0]["source_id"] == str(by_type["docx"].id)
     hits = http.get(f"/api/v1/notebooks/{nb}/search/", params={"q": "hot gas and rock racing down a mountain"}).json()
     top = hits["results"][0]
