@@ -207,7 +207,9 @@ def _live_server(process_env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     log = open(LOG_DIR / "uvicorn.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "backend.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "uvicorn", "backend.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         # an event stream a test left open must not hold the shutdown (uvicorn waits for it otherwise)
+         "--timeout-graceful-shutdown", "5"],
         cwd=ROOT,
         env=process_env,
         stdout=log,
@@ -226,7 +228,11 @@ def _live_server(process_env: dict[str, str]) -> Iterator[str]:
             time.sleep(0.2)
     yield url
     proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 @pytest.fixture
