@@ -207,9 +207,19 @@ def _live_server(process_env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     log = open(LOG_DIR / "uvicorn.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "backend.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         # an event stream a test left open must not hold the shutdown (uvicorn waits for it otherwise)
-         "--timeout-graceful-shutdown", "5"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "backend.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            # an event stream a test left open must not hold the shutdown (uvicorn waits for it otherwise)
+            "--timeout-graceful-shutdown",
+            "5",
+        ],
         cwd=ROOT,
         env=process_env,
         stdout=log,
