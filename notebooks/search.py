@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from django.db.models import Count, Sum
 
 from backend.errors import DomainError
 from notebooks.ingest.keywords import KeywordIndex, Query, Vocabulary, parse_query, snippet
@@ -123,25 +124,34 @@ class _NotebookCache:
         return _Snapshot(version, ids, None, self._buffer[: len(rows)], None)
 
     def _update(self, old: _Snapshot, notebook_id: Any, version: int) -> _Snapshot:
-        now = np.sort(np.fromiter(Chunk.objects.filter(notebook_id=notebook_id).values_list("id", flat=True), np.int64))
-        alive = np.isin(old.ids, now, assume_unique=True)
-        if old.alive is not None:
-            alive &= old.alive
-        new = np.setdiff1d(now, old.ids[alive], assume_unique=True)
-        n, added = len(old.ids), len(new)
-        if n + added > len(self._buffer):  # grow by half: appends stay amortised O(1) per row
-            grown = np.zeros((max(n + added, len(self._buffer) * 3 // 2, 1024), self._buffer.shape[1]), np.float32)
+        chunks = Chunk.objects.filter(notebook_id=notebook_id).order_by()
+        alive = old.alive if old.alive is not None else np.ones(len(old.ids), dtype=bool)
+        kept = old.ids[alive]
+        # Usually chunks only came, with ids above every cached one: read those, then check that
+        # the notebook's chunk count and id sum agree (two aggregates over its index).
+        last = int(old.ids.max()) if len(old.ids) else 0
+        rows = list(chunks.filter(id__gt=last).order_by("id").values_list("id", "embedding"))
+        totals = chunks.aggregate(count=Count("id"), sum=Sum("id"))
+        if (totals["count"], totals["sum"] or 0) != (len(kept) + len(rows), int(kept.sum()) + sum(r[0] for r in rows)):
+            # Some went (a source deleted) or came below the last id (a transaction that
+            # committed late, on PostgreSQL): compare every id.
+            now = np.fromiter(chunks.values_list("id", flat=True), np.int64)
+            alive = alive & np.isin(old.ids, now)
+            new = np.setdiff1d(now, old.ids[alive]).tolist()
+            rows = [
+                row
+                for i in range(0, len(new), FETCH_IDS)
+                for row in chunks.filter(id__in=new[i : i + FETCH_IDS]).order_by("id").values_list("id", "embedding")
+            ]
+        n = len(old.ids)
+        if n + len(rows) > len(self._buffer):  # grow by half: appends stay amortised O(1) per row
+            grown = np.zeros((max(n + len(rows), len(self._buffer) * 3 // 2, 1024), self._buffer.shape[1]), np.float32)
             grown[:n] = self._buffer[:n]
             self._buffer = grown
-        found = 0
-        for start in range(0, added, FETCH_IDS):
-            part = new[start : start + FETCH_IDS].tolist()
-            for chunk_id, blob in Chunk.objects.filter(id__in=part).order_by("id").values_list("id", "embedding"):
-                new[found] = chunk_id  # deleted between the two queries: not appended
-                self._buffer[n + found] = np.frombuffer(blob, dtype=np.float32)
-                found += 1
-        ids = np.concatenate([old.ids, new[:found]])
-        alive = np.concatenate([alive, np.ones(found, dtype=bool)])
+        for i, (_id, blob) in enumerate(rows):
+            self._buffer[n + i] = np.frombuffer(blob, dtype=np.float32)
+        ids = np.concatenate([old.ids, np.fromiter((r[0] for r in rows), np.int64, count=len(rows))])
+        alive = np.concatenate([alive, np.ones(len(rows), dtype=bool)])
         snapshot = _Snapshot(version, ids, None if alive.all() else alive, self._buffer[: len(ids)], old.keywords)
         if (~alive).sum() > COMPACT_DEAD * len(alive):
             snapshot = self._compact(snapshot, alive)
@@ -192,7 +202,9 @@ def _cached(notebook: Notebook, dim: int, keywords: bool) -> _Snapshot:
     return entry.current(notebook, dim, keywords)
 
 
-def _ranking(scores: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_] | None, n: int) -> list[int]:
+def _ranking(
+    scores: npt.NDArray[np.float32], ids: npt.NDArray[np.int64], allowed: npt.NDArray[np.bool_] | None, n: int
+) -> list[int]:
     """Row indices of the best ``n`` positive-or-any scores, best first."""
     if allowed is not None:
         scores = np.where(allowed, scores, -np.inf)
@@ -200,8 +212,8 @@ def _ranking(scores: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_] | N
     if n <= 0:
         return []
     top = np.argpartition(-scores, n - 1)[:n]
-    # Ties go to the older chunk (lower row), whatever order argpartition left them in.
-    return [int(i) for i in top[np.lexsort((top, -scores[top]))]]
+    # Ties go to the older chunk, whatever order argpartition (or the cache's rows) left them in.
+    return [int(i) for i in top[np.lexsort((ids[top], -scores[top]))]]
 
 
 def notebook_search(
@@ -249,7 +261,7 @@ def notebook_search(
     if model is not None:
         try:
             semantic_scores = cached.vectors @ model.embed([query])[0]
-            semantic = _ranking(semantic_scores, allowed, k if mode == "semantic" else CANDIDATES)
+            semantic = _ranking(semantic_scores, cached.ids, allowed, k if mode == "semantic" else CANDIDATES)
         except Exception:
             if mode == "semantic":
                 raise
@@ -263,7 +275,7 @@ def notebook_search(
         if parsed.phrases:
             keyword_scores = _phrase_boost(keyword_scores, cached, parsed)
         keyword_scores = np.where(keyword_scores > 0, keyword_scores, -np.inf).astype(np.float32)
-        keyword = _ranking(keyword_scores, allowed, k if mode == "keyword" else CANDIDATES)
+        keyword = _ranking(keyword_scores, cached.ids, allowed, k if mode == "keyword" else CANDIDATES)
 
     rank_s = {row: n for n, row in enumerate(semantic, 1)}
     rank_k = {row: n for n, row in enumerate(keyword, 1)}

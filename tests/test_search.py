@@ -8,6 +8,7 @@ asserted here are the same on both databases."""
 from typing import Any
 
 import pytest
+from django.db.models import F
 
 from notebooks import services
 from notebooks.models import Chunk, Notebook, Source
@@ -171,3 +172,24 @@ def test_the_cache_kept_up_to_date_by_difference_answers_as_a_rebuilt_one(owner:
     assert entry.snapshot is not None and entry.snapshot.alive is None  # 3 of 9 rows deleted: compacted
     live = set(Chunk.objects.filter(notebook=notebook).values_list("id", flat=True))
     assert set(entry.snapshot.ids.tolist()) == live
+
+    # On PostgreSQL a transaction can commit chunks whose ids are below ones already read.
+    late = Source.objects.create(notebook=notebook, kind=Source.Kind.TEXT, title="Late", status=Source.Status.READY)
+    vector = Chunk.objects.filter(notebook=notebook).first().embedding  # type: ignore[union-attr]
+    text = "A late note on volcano ash."
+    gap = min(set(range(1, max(live))) - live)
+    Chunk.objects.create(
+        id=gap,
+        source=late,
+        notebook=notebook,
+        position=0,
+        text=text,
+        token_count=6,
+        char_start=0,
+        char_end=len(text),
+        embedding=vector,
+    )
+    Notebook.objects.filter(id=notebook.id).update(chunks_version=F("chunks_version") + 1)
+    incremental = answers(rebuilt=False)
+    assert gap in entry.snapshot.ids.tolist()  # type: ignore[union-attr]
+    assert incremental == answers(rebuilt=True)
