@@ -130,7 +130,10 @@ class _NotebookCache:
         # Usually chunks only came, with ids above every cached one: read those, then check that
         # the notebook's chunk count and id sum agree (two aggregates over its index).
         last = int(old.ids.max()) if len(old.ids) else 0
-        rows = list(chunks.filter(id__gt=last).order_by("id").values_list("id", "embedding"))
+        # With the text too when the keyword index is in use and whole: it is extended in step.
+        index = old.keywords if old.keywords is not None and old.keywords.size == len(old.ids) else None
+        fields = ("id", "embedding", "source__title", "text") if index is not None else ("id", "embedding")
+        rows = list(chunks.filter(id__gt=last).order_by("id").values_list(*fields))
         totals = chunks.aggregate(count=Count("id"), sum=Sum("id"))
         if (totals["count"], totals["sum"] or 0) != (len(kept) + len(rows), int(kept.sum()) + sum(r[0] for r in rows)):
             # Some went (a source deleted) or came below the last id (a transaction that
@@ -141,18 +144,21 @@ class _NotebookCache:
             rows = [
                 row
                 for i in range(0, len(new), FETCH_IDS)
-                for row in chunks.filter(id__in=new[i : i + FETCH_IDS]).order_by("id").values_list("id", "embedding")
+                for row in chunks.filter(id__in=new[i : i + FETCH_IDS]).order_by("id").values_list(*fields)
             ]
         n = len(old.ids)
         if n + len(rows) > len(self._buffer):  # grow by half: appends stay amortised O(1) per row
             grown = np.zeros((max(n + len(rows), len(self._buffer) * 3 // 2, 1024), self._buffer.shape[1]), np.float32)
             grown[:n] = self._buffer[:n]
             self._buffer = grown
-        for i, (_id, blob) in enumerate(rows):
-            self._buffer[n + i] = np.frombuffer(blob, dtype=np.float32)
+        for i, row in enumerate(rows):
+            self._buffer[n + i] = np.frombuffer(row[1], dtype=np.float32)
         ids = np.concatenate([old.ids, np.fromiter((r[0] for r in rows), np.int64, count=len(rows))])
         alive = np.concatenate([alive, np.ones(len(rows), dtype=bool)])
-        snapshot = _Snapshot(version, ids, None if alive.all() else alive, self._buffer[: len(ids)], old.keywords)
+        keywords = old.keywords
+        if index is not None:
+            keywords = index.extended([_vocabulary.counts(_indexed_text(title, text)) for _, _, title, text in rows])
+        snapshot = _Snapshot(version, ids, None if alive.all() else alive, self._buffer[: len(ids)], keywords)
         if (~alive).sum() > COMPACT_DEAD * len(alive):
             snapshot = self._compact(snapshot, alive)
         return snapshot
@@ -165,10 +171,13 @@ class _NotebookCache:
         return _Snapshot(snapshot.version, snapshot.ids[keep], None, self._buffer, keywords)
 
 
+def _indexed_text(title: str, text: str) -> str:
+    return f"{title}\n{text}"  # the title with each chunk: a passage deep in a paper is still about it
+
+
 def _index_rows(snapshot: _Snapshot, notebook_id: Any) -> KeywordIndex:
     """The snapshot's keyword index extended to its every row: only rows new since the index
-    was last extended are read and tokenized (the title with each chunk: a passage deep in a
-    paper is still about it)."""
+    was last extended are read and tokenized."""
     index = snapshot.keywords or KeywordIndex(_vocabulary)
     wanted = snapshot.ids[index.size :]
     texts: dict[int, str] = {}
@@ -182,7 +191,7 @@ def _index_rows(snapshot: _Snapshot, notebook_id: Any) -> KeywordIndex:
     for part in parts:
         for chunk_id, title, text in part:
             if chunk_id in needed:
-                texts[chunk_id] = f"{title}\n{text}"
+                texts[chunk_id] = _indexed_text(title, text)
     empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))  # a chunk deleted meanwhile: masked anyway
     return index.extended([_vocabulary.counts(texts[c]) if c in texts else empty for c in wanted.tolist()])
 

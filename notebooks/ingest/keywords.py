@@ -200,7 +200,7 @@ class KeywordIndex:
             df = len(rows)
             idf = np.float32(np.log1p((size - df + 0.5) / (df + 0.5)))
             norm = K1 * (1 - B + B * self.lengths[rows] / np.float32(average))
-            np.add.at(total, rows, idf * freq * (K1 + 1) / (freq + norm))
+            total += np.bincount(rows, idf * freq * (K1 + 1) / (freq + norm), minlength=self.size).astype(np.float32)
         return total
 
 
