@@ -122,7 +122,8 @@ class _Segment:
         return len(self.terms)
 
     def postings(self, term: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        a, b = np.searchsorted(self.terms, (term, term + 1))
+        # The bounds in the array's own dtype: otherwise numpy converts the whole array first.
+        a, b = np.searchsorted(self.terms, np.array((term, term + 1), dtype=self.terms.dtype))
         return self.rows[a:b], self.freq[a:b]
 
     def kept(self, renumber: npt.NDArray[np.int64], keep: npt.NDArray[np.bool_]) -> _Segment:
