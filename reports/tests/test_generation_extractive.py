@@ -59,9 +59,7 @@ def test_it_names_sections_from_their_salient_words(passages: list[Passage]) -> 
 
 @pytest.mark.parametrize("embedder", ["hashing", None])
 @pytest.mark.parametrize("length", ["short", "medium", "long"])
-def test_it_titles_each_section_with_a_phrase_found_in_the_passages_it_cites(
-    embedder: str | None, length: str
-) -> None:
+def test_it_titles_each_section_with_a_phrase_found_in_the_passages_it_cites(embedder: str | None, length: str) -> None:
     passages = make_passages(embedder)
     draft = ExtractiveGenerator().generate(passages, ReportOptions(length=length))
 
