@@ -198,6 +198,13 @@ def name_sections(
             allowed = {key for index in quoted[number] for key in found[index]}
             coverage = Counter({key: c for key, c in coverage.items() if key in allowed})
         shared = 2 if len(group) > 1 and any(c >= 2 for c in coverage.values()) else 1
+
+        def spelt(key: tuple[str, ...], number: int = number) -> Counter[str]:
+            # Spelt as a cited passage spells it ("Alzheimer\u2019s" and "Alzheimer's" are one phrase).
+            if quoted is None:
+                return spellings[key]
+            return Counter(w for index in quoted[number] for w in found[index].get(key, ()))
+
         ranked = sorted(
             (key for key, c in coverage.items() if c >= shared),
             key=lambda key: (-score(key, coverage[key], group), -len(key), key),
@@ -207,12 +214,12 @@ def name_sections(
             # A phrase inside one already chosen (or around it) adds nothing to the names.
             if any(_contains(c, key) or _contains(key, c) for c in chosen):
                 continue
-            if not chosen and _display(spellings[key]).lower() in used_titles:
+            if not chosen and _display(spelt(key)).lower() in used_titles:
                 continue
             chosen.append(key)
             if len(chosen) == _NAME_TERMS:
                 break
-        keywords = tuple(_display(spellings[key]) for key in chosen)
+        keywords = tuple(_display(spelt(key)) for key in chosen)
         title = keywords[0] if keywords else "Further material"
         title = title[:1].upper() + title[1:]
         base, n = title, 2
