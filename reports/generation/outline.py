@@ -175,8 +175,8 @@ def name_sections(
     found = [_phrases(p.text) for p in passages]
     spellings: dict[tuple[str, ...], Counter[str]] = {}
     for phrases in found:
-        for key, spelt in phrases.items():
-            spellings.setdefault(key, Counter()).update(spelt)
+        for key, uses in phrases.items():
+            spellings.setdefault(key, Counter()).update(uses)
     df: Counter[tuple[str, ...]] = Counter(key for phrases in found for key in phrases)
 
     def score(key: tuple[str, ...], coverage: int, group: Sequence[int]) -> float:
