@@ -144,6 +144,16 @@ def answer_for(
     return answer_offline(question, evidence, embedder().embed, context=context, on_text=on_text)
 
 
+def question_answerable(*, notebook: Notebook, question: str) -> bool:
+    """Whether the offline answerer answers ``question`` from the notebook (rather than
+    declining): the check a suggested question passes before the overview shows it."""
+    from notebooks.services import embedder
+
+    hits = selectors.question_evidence(notebook=notebook, query=question, source_ids=None, k=EVIDENCE_PASSAGES)
+    evidence = [Evidence(h.chunk_id, h.source_id, h.source_title, h.position, h.page, h.text) for h in hits]
+    return answer_offline(question, evidence, embedder().embed).answered
+
+
 class _Coalesced:
     """An ``on_text`` that publishes the text so far at most every STREAM_EVENT_SECONDS (each
     event's delta is what arrived since the last one) and checks for cancellation meanwhile."""

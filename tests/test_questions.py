@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from rest_framework.authtoken.models import Token
 
@@ -380,3 +381,64 @@ def test_a_prompt_in_a_source_has_nothing_to_leak(
     own = {" ".join(c.text.split()) for c in Chunk.objects.filter(source__notebook_id=mine)}
     assert blocks and all(text in own for _, text in blocks)
     assert user["content"].endswith("\n\nQuestion: What is in these notes about volcanoes and instructions?")
+
+
+# Suggested questions: worded as the sources word them, and shown only when answered.
+
+OCEAN = [
+    (
+        "Nitrate and phosphate concentrations at the sampling stations rose over the previous decade. "
+        "The sampling stations lie along the northern shelf, where the Gulf Stream meets colder water. "
+        "Nitrate phosphate ratios at the sampling stations doubled compared with the previous decade.",
+        "Shelf survey",
+    ),
+    (
+        "Phytoplankton blooms follow the nitrate peaks in spring. The Gulf Stream carries warm water north. "
+        "Sampling stations recorded the blooms from the previous decade onwards.",
+        "Bloom notes",
+    ),
+]
+
+
+def test_suggested_questions_are_worded_as_the_sources_word_them() -> None:
+    from notebooks.overview import candidate_questions, compute_overview, key_topics
+
+    texts = [text for text, _ in OCEAN]
+    questions = candidate_questions(key_topics(texts), OCEAN)
+    assert "What are the sampling stations?" in questions  # plural, with the article the sources use
+    assert any("the Gulf Stream" in q for q in questions)  # its capitals and its article
+    for question in questions:
+        assert question[0].isupper() and question.endswith("?")
+        assert "previous decade" not in question  # a qualifier, not a subject
+        assert "sampling stations matter" not in question and "gulf stream" not in question
+
+    vectors = [np.ones(4, dtype=np.float32)] * len(OCEAN)
+    items = [(text, vector, title) for (text, title), vector in zip(OCEAN, vectors, strict=True)]
+    asked: list[str] = []
+
+    def answers(question: str) -> bool:
+        asked.append(question)
+        return "Gulf Stream" not in question
+
+    overview = compute_overview(items, answers=answers)
+    assert overview["suggested_questions"] == [q for q in asked if "Gulf Stream" not in q][:5]
+    assert any("Gulf Stream" in q for q in asked)  # checked, and left out
+
+
+def test_every_suggested_question_is_one_the_notebook_answers(workers: Any, http: httpx.Client) -> None:
+    nb, _ = three_topic_notebook(http)
+    overview = wait_for(
+        lambda: (
+            (r := http.get(f"/api/v1/notebooks/{nb}/overview/").json())["status"] == "ready"
+            and r.get("source_count") == 3
+            and r
+        ),
+        timeout=60,
+        message="the overview of all three sources",
+    )
+    suggested = overview["suggested_questions"]
+    assert len(suggested) >= 3
+    for question in suggested:
+        body = answered(http, ask(http, nb, question)["id"])
+        assert body["answered"] is True, question
+        assert_citations_resolve(body)
