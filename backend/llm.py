@@ -8,9 +8,10 @@ server.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import httpx
@@ -81,6 +82,82 @@ def chat(
         logger.warning("LLM endpoint unreachable: %s", type(exc).__name__)
         raise LLMError(LLM_UNAVAILABLE, "The language model endpoint could not be reached.", retryable=True) from None
     return _reply(response, api_key)
+
+
+def chat_stream(
+    messages: Sequence[Mapping[str, str]],
+    *,
+    base_url: str,
+    model: str,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+    max_tokens: int = 1200,
+    temperature: float = 0.2,
+    transport: httpx.BaseTransport | None = None,
+) -> Iterator[str]:
+    """The assistant's reply to ``messages`` as it is written: the pieces of text the endpoint
+    streams (``"stream": true``, server-sent ``data:`` lines). ``timeout`` bounds the connection
+    and each wait for the next piece, not the whole reply, so a long answer is not cut while a
+    stalled endpoint is. The same ``LLMError``s as ``chat``, raised where they happen."""
+    url = base_url.rstrip("/") + "/chat/completions"
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    payload = {
+        "model": model,
+        "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "stream": True,
+    }
+    wrote = False
+    try:
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as client,
+            client.stream("POST", url, json=payload, headers=headers) as response,
+        ):
+            if response.status_code != 200:
+                response.read()
+                _reply(response, api_key)  # raises the error its status means
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                # A server that ignores "stream" sends the whole completion at once.
+                response.read()
+                yield _reply(response, api_key)
+                return
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                piece = _delta(data)
+                if piece:
+                    wrote = True
+                    yield piece
+    except httpx.TimeoutException:
+        raise LLMError(
+            LLM_TIMEOUT, f"The language model did not answer within {timeout:g} seconds.", retryable=True
+        ) from None
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL):
+        raise LLMError(LLM_UNAVAILABLE, "The language model endpoint URL is not valid.", retryable=False) from None
+    except httpx.HTTPError as exc:
+        logger.warning("LLM endpoint unreachable or stream broken: %s", type(exc).__name__)
+        raise LLMError(LLM_UNAVAILABLE, "The language model endpoint could not be reached.", retryable=True) from None
+    if not wrote:
+        raise LLMError(LLM_BAD_RESPONSE, "The language model returned an empty answer.", retryable=True)
+
+
+def _delta(data: str) -> str:
+    try:
+        body: Any = json.loads(data)
+        choice = body["choices"][0] if body.get("choices") else {}
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        message = "The language model endpoint sent a stream that is not a chat completion."
+        raise LLMError(LLM_BAD_RESPONSE, message, retryable=True) from None
+    if isinstance(body.get("error"), dict | str):
+        raise LLMError(LLM_UNAVAILABLE, "The language model endpoint failed while answering.", retryable=True)
+    piece = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
+    return piece if isinstance(piece, str) else ""
 
 
 def _reply(response: httpx.Response, api_key: str | None) -> str:

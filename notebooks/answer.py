@@ -106,14 +106,14 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
     passage: int
     start: int
     end: int
     text: str
 
 
-def _candidates(passages: Sequence[Evidence]) -> list[_Candidate]:
+def quotable_sentences(passages: Sequence[Evidence]) -> list[Candidate]:
     found = []
     for index, passage in enumerate(passages):
         title = " ".join(passage.source_title.lower().split()).rstrip(".")
@@ -131,7 +131,7 @@ def _candidates(passages: Sequence[Evidence]) -> list[_Candidate]:
             # A paper's title is not a finding; neither is a heading line.
             if " ".join(sentence.lower().split()).rstrip(".") == title:
                 continue
-            found.append(_Candidate(index, start, end, sentence))
+            found.append(Candidate(index, start, end, sentence))
     return found
 
 
@@ -146,7 +146,7 @@ def answer_offline(
     """The best 1-3 sentences of ``passages`` for ``question`` (``context``: the earlier turns'
     questions, which count for the words matched, not for the meaning), each followed by its
     ``[n]``; ``on_text(text_so_far, delta)`` is called as each sentence is added."""
-    candidates = _candidates(passages)
+    candidates = quotable_sentences(passages)
     if not candidates:
         return _declined(on_text, 0.0)
     vectors = embed([question, *(c.text for c in candidates)])

@@ -8,27 +8,36 @@ Last-Event-ID replays them from the stream's history, so it gets the whole answe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from backend.errors import DomainError
+from backend.llm import LLMError, chat_stream
 from backend.models import Job
-from backend.runtime import progress
+from backend.runtime import JobError, progress
 from backend.runtime.events import publish
 from backend.services import batch_create, jobs_cancel_active, subject_follow_job
 from notebooks import selectors
 from notebooks.answer import Answer, Evidence, answer_offline
+from notebooks.answer_llm import answer_with_llm
 from notebooks.models import Notebook, Question, Source
 from notebooks.search import Hit
 
 logger = logging.getLogger(__name__)
 
 EVIDENCE_PASSAGES = 8
+# The LLM's pieces are coalesced into one event at most this often (a token each would be
+# hundreds of events an answer); cancellation is checked at most every CANCEL_CHECK_SECONDS.
+STREAM_EVENT_SECONDS = 0.05
+CANCEL_CHECK_SECONDS = 0.5
 NOTE_TITLE_MAX = 300
 
 
@@ -89,17 +98,24 @@ def _conversation(question: Question, turns: int = 3) -> list[Question]:
     return earlier[::-1]
 
 
+def llm_configured() -> bool:
+    return bool(settings.LLM_BASE_URL.strip() and settings.LLM_MODEL.strip())
+
+
 def answer_for(
     *,
     notebook: Notebook,
     question: str,
     source_ids: list[str] | None = None,
     context: str = "",
+    history: list[tuple[str, str]] | None = None,
     on_text: Callable[[str, str], None] | None = None,
     hits: list[Hit] | None = None,
+    use_llm: bool | None = None,
 ) -> Answer:
     """Retrieve (unless ``hits`` are given) and answer: the job's work without the bookkeeping,
-    and what ``make eval`` measures."""
+    and what ``make eval`` measures. The LLM answers when one is configured (``use_llm`` None)
+    or asked for, from the same passages; ``history`` is the earlier turns it reads."""
     from notebooks.services import embedder
 
     if hits is None:
@@ -110,7 +126,53 @@ def answer_for(
         )
     evidence = [Evidence(h.chunk_id, h.source_id, h.source_title, h.position, h.page, h.text) for h in hits]
     progress(40, "Writing the answer")
+    if llm_configured() if use_llm is None else use_llm:
+        stream = functools.partial(
+            chat_stream,
+            base_url=settings.LLM_BASE_URL.strip(),
+            model=settings.LLM_MODEL.strip(),
+            api_key=settings.LLM_API_KEY or None,
+            timeout=settings.LLM_TIMEOUT,
+            max_tokens=settings.LLM_MAX_TOKENS,
+        )
+        try:
+            return answer_with_llm(question, evidence, embedder().embed, stream, history=history or [], on_text=on_text)
+        except LLMError as exc:
+            # Timeouts and 5xx are retried by the job (retries=2, a second apart); a rejected
+            # request (bad key, unknown model) fails at once with the endpoint's reason.
+            raise JobError(exc.code, exc.message, retryable=exc.retryable) from exc
     return answer_offline(question, evidence, embedder().embed, context=context, on_text=on_text)
+
+
+def question_answerable(*, notebook: Notebook, question: str) -> bool:
+    """Whether the offline answerer answers ``question`` from the notebook (rather than
+    declining): the check a suggested question passes before the overview shows it."""
+    from notebooks.services import embedder
+
+    hits = selectors.question_evidence(notebook=notebook, query=question, source_ids=None, k=EVIDENCE_PASSAGES)
+    evidence = [Evidence(h.chunk_id, h.source_id, h.source_title, h.position, h.page, h.text) for h in hits]
+    return answer_offline(question, evidence, embedder().embed).answered
+
+
+class _Coalesced:
+    """An ``on_text`` that publishes the text so far at most every STREAM_EVENT_SECONDS (each
+    event's delta is what arrived since the last one) and checks for cancellation meanwhile."""
+
+    def __init__(self, publish_text: Callable[[str, str], None]) -> None:
+        self.publish_text = publish_text
+        self.sent = ""
+        self.published_at = 0.0
+        self.checked_at = time.monotonic()
+
+    def __call__(self, text: str, delta: str) -> None:
+        now = time.monotonic()
+        if now - self.checked_at >= CANCEL_CHECK_SECONDS:
+            self.checked_at = now
+            progress(60, "Writing the answer")  # raises JobCancelled when the job was cancelled
+        if now - self.published_at < STREAM_EVENT_SECONDS:
+            return
+        self.publish_text(text, text[len(self.sent) :] if text.startswith(self.sent) else text)
+        self.sent, self.published_at = text, now
 
 
 def question_answer(*, question_id: str) -> dict[str, Any] | None:
@@ -119,7 +181,9 @@ def question_answer(*, question_id: str) -> dict[str, Any] | None:
     if question is None:
         logger.info("Question %s is gone; nothing to answer", question_id)
         return None
-    context = " ".join(q.question for q in _conversation(question))
+    earlier = _conversation(question)
+    context = " ".join(q.question for q in earlier)
+    use_llm = llm_configured()
 
     def streamed(text: str, delta: str) -> None:
         publish(
@@ -133,7 +197,10 @@ def question_answer(*, question_id: str) -> dict[str, Any] | None:
         question=question.question,
         source_ids=question.source_ids or None,
         context=context,
-        on_text=streamed,
+        history=[(q.question, q.answer) for q in earlier if q.answer],
+        # The offline answerer writes a sentence at a time; the LLM a token at a time.
+        on_text=_Coalesced(streamed) if use_llm else streamed,
+        use_llm=use_llm,
     )
     progress(95, "Saving")
     citations = [c.to_dict() for c in answer.citations]
@@ -145,7 +212,7 @@ def question_answer(*, question_id: str) -> dict[str, Any] | None:
             answer=answer.text,
             answered=answer.answered,
             citations=citations,
-            answerer="offline",
+            answerer="llm" if use_llm else "offline",
             error="",
             error_code="",
             completed_at=timezone.now(),

@@ -19,8 +19,9 @@ def build_overview(*, notebook_id: str) -> dict[str, Any] | None:
 
 
 # Questions run on `default`, an in-process queue: a person is waiting for the answer, so it
-# must not queue behind the forking ingestion of an import.
-@job("notebooks.answer_question", queue="default", retries=2, on_change=ask.question_follow_job)
+# must not queue behind the forking ingestion of an import. Only the LLM path fails in ways a
+# retry mends (a timeout, a 5xx), and soon or not at all: a second, then five.
+@job("notebooks.answer_question", queue="default", retries=2, retry_intervals=(1, 5), on_change=ask.question_follow_job)
 def answer_question(*, question_id: str) -> dict[str, Any] | None:
     """Answer a question from the notebook's passages, streaming the answer as events."""
     return ask.question_answer(question_id=question_id)

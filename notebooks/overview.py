@@ -1,6 +1,7 @@
 """A notebook's overview, computed offline from its chunks: an extractive summary (the most
 central, non-redundant passages), key topics (distinctive terms and phrases) and suggested
-questions built from those topics."""
+questions about those topics, worded as the sources word them and kept only when the caller's
+``answers`` check (the offline answerer, in the overview job) finds them answered."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,8 +90,11 @@ def _central(vectors: npt.NDArray[np.float32], count: int, diversity: float = 0.
     return sorted(chosen)
 
 
-def compute_overview(items: Sequence[tuple[str, npt.NDArray[np.float32], str]]) -> dict[str, Any]:
-    """``items``: (chunk text, its embedding, its source title), in reading order."""
+def compute_overview(
+    items: Sequence[tuple[str, npt.NDArray[np.float32], str]], answers: Callable[[str], bool] | None = None
+) -> dict[str, Any]:
+    """``items``: (chunk text, its embedding, its source title), in reading order; ``answers``:
+    whether the notebook answers a question (without it, every suggestion is kept)."""
     if not items:
         return {"summary": "", "key_topics": [], "suggested_questions": [], "sources": [], "chunks": 0}
     texts = [text for text, _vector, _title in items]
@@ -102,25 +106,98 @@ def compute_overview(items: Sequence[tuple[str, npt.NDArray[np.float32], str]]) 
             summary_sentences.append(sentences[0])
     topics = key_topics(texts)
     sources = list(dict.fromkeys(title for _text, _vector, title in items))
+    suggested: list[str] = []
+    for question in candidate_questions(topics, [(text, title) for text, _vector, title in items]):
+        if len(suggested) == SUGGESTIONS:
+            break
+        if answers is None or answers(question):
+            suggested.append(question)
     return {
         "summary": " ".join(summary_sentences),
         "key_topics": topics,
-        "suggested_questions": suggested_questions(topics, sources),
+        "suggested_questions": suggested,
         "sources": sources,
         "chunks": len(items),
     }
 
 
-def suggested_questions(topics: Sequence[str], sources: Sequence[str], limit: int = 5) -> list[str]:
-    questions = []
-    if topics:
-        questions.append(f"What do the sources say about {topics[0]}?")
-    if len(topics) > 1:
-        questions.append(f"How is {topics[0]} related to {topics[1]}?")
-    if len(topics) > 2:
-        questions.append(f"Why does {topics[2]} matter here?")
-    if len(topics) > 3:
-        questions.append(f"What are the main facts about {topics[3]}?")
-    if len(sources) > 1 and topics:
-        questions.append(f"Where do “{sources[0]}” and “{sources[1]}” agree or differ?")
-    return questions[:limit]
+SUGGESTIONS = 5
+# Phrases that make a poor subject for a question: "previous decade", "significant increase".
+_QUALIFIERS = frozenset(
+    """previous recent several different high higher low lower large larger small smaller significant important
+    major minor early earlier late later common main key total general specific present current certain various
+    similar likely possible potential overall average mean median increased decreased reduced related associated
+    based following given whole entire last next best better worse good bad""".split()
+)
+_SINGULAR_S = ("ss", "us", "is", "ics", "sis")
+TITLE_CHARS = 60
+
+
+def _askable(topic: str) -> bool:
+    words = topic.split()
+    return not (
+        words[0] in _QUALIFIERS
+        or any(w.endswith("ly") for w in words)
+        or words[-1].endswith("ed")
+        or words[-1] in _QUALIFIERS
+    )
+
+
+def _surface(topic: str, texts: Sequence[str]) -> str | None:
+    """The topic as the sources write it: their commonest casing, with "the" when they mostly
+    put one before it ("the Calvin cycle", "Mauna Loa", "sampling stations")."""
+    words = r"[\s-]+".join(map(re.escape, topic.split()))
+    pattern = re.compile(r"(?:\b(the|an?)\s+)?\b(" + words + r")\b", re.IGNORECASE)
+    forms: Counter[str] = Counter()
+    articles: Counter[str] = Counter()
+    for text in texts:
+        for match in pattern.finditer(text):
+            form = " ".join(match.group(2).split())
+            at_start = match.start(2) == 0 or text[: match.start(2)].rstrip()[-1:] in ".!?"
+            # A capital at a sentence's start says nothing about the word's own case.
+            forms[form if not at_start or form[1:].lower() != form[1:] else form.lower()] += 1
+            articles[(match.group(1) or "").lower()] += 1
+    if not forms:
+        return None
+    form = forms.most_common(1)[0][0]
+    if articles["the"] * 2 > sum(forms.values()):
+        return f"the {form}"
+    if articles["a"] + articles["an"] and not _plural(form):  # a countable thing: "a codon"
+        return f"{'an' if form[0].lower() in 'aeiou' else 'a'} {form}"
+    return form
+
+
+def _plural(phrase: str) -> bool:
+    last = phrase.split()[-1]
+    return last.endswith("s") and not last.lower().endswith(_SINGULAR_S) and not last[:1].isupper()
+
+
+def candidate_questions(topics: Sequence[str], chunks: Sequence[tuple[str, str]]) -> list[str]:
+    """Questions a person might ask of these sources, best first, more than will be shown: what
+    a key topic is, what the sources say about it, how two topics that share a passage relate,
+    and what two sources say about a topic both discuss. ``chunks``: (text, source title)."""
+    texts = [text for text, _title in chunks]
+    phrases = [(t, p) for t in topics if _askable(t) and (p := _surface(t, texts))]
+    primary: list[str] = []
+    secondary: list[str] = []
+    for index, (_topic, phrase) in enumerate(phrases[:4]):
+        what = f"What {'are' if _plural(phrase) else 'is'} {phrase}?"
+        said = f"What do the sources say about {phrase}?"
+        # Alternate the two shapes, so the first few shown are not all alike.
+        primary.append(what if index % 2 == 0 else said)
+        secondary.append(said if index % 2 == 0 else what)
+    # Two topics in one passage are related there; two picked at random may not be.
+    for (a, pa), (b, pb) in itertools.combinations(phrases[:5], 2):
+        if any(a in words and b in words for words in (" ".join(_tokens(t)) for t in texts)):
+            primary.append(f"How {'are' if _plural(pa) else 'is'} {pa} related to {pb}?")
+            break
+    # Two titles in one question read well only when they are short.
+    titles = [t.rstrip(".") for t in dict.fromkeys(title for _text, title in chunks) if len(t) <= TITLE_CHARS]
+    for topic, phrase in phrases[:4] if len(titles) > 1 else []:
+        holding = [
+            t for t in titles if any(topic in " ".join(_tokens(x)) for x, title in chunks if title.rstrip(".") == t)
+        ]
+        if len(holding) > 1:
+            primary.append(f"What do “{holding[0]}” and “{holding[1]}” each say about {phrase}?")
+            break
+    return list(dict.fromkeys([*primary, *secondary]))

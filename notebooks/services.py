@@ -632,6 +632,7 @@ def overview_request(*, notebook_id: str, owner: Any = None, priority: str = "in
 
 def overview_build(*, notebook_id: str) -> dict[str, Any] | None:
     from backend.runtime import current, events
+    from notebooks.ask import question_answerable
     from notebooks.overview import compute_overview
 
     notebook = Notebook.objects.filter(id=notebook_id).first()
@@ -648,7 +649,9 @@ def overview_build(*, notebook_id: str) -> dict[str, Any] | None:
     chunks, source_count = _overview_sample(notebook)
     progress(40, "Summarising")
     overview = compute_overview(
-        [(c.text, np.frombuffer(c.embedding, dtype=np.float32), c.source.title) for c in chunks]
+        [(c.text, np.frombuffer(c.embedding, dtype=np.float32), c.source.title) for c in chunks],
+        # A suggestion is shown only when the notebook answers it.
+        answers=lambda question: question_answerable(notebook=notebook, question=question),
     )
     overview["source_count"] = source_count
     Notebook.objects.filter(id=notebook.id).update(overview=overview, overview_updated_at=timezone.now())

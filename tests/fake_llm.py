@@ -1,11 +1,13 @@
 """A fake OpenAI-compatible chat endpoint on 127.0.0.1 whose behaviour a test sets: the
-generation tests call it directly, the end-to-end report tests point a worker at it."""
+generation tests call it directly, the end-to-end report and question tests point a worker at
+it. A request with ``"stream": true`` gets its reply as server-sent chunks, a word at a time."""
 
 from __future__ import annotations
 
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,12 +18,32 @@ from typing import Any
 @dataclass
 class FakeChat:
     """An OpenAI-compatible /v1/chat/completions on 127.0.0.1. ``mode``: good, uncited, bogus,
-    slow (answers after ``release`` or 5 s), 500, 400, garbage."""
+    slow (answers after ``release`` or 5 s), 500, 400, garbage; for questions also misattributed
+    (cites passage 2 for passage 1's sentence) and obey (a model that does what a passage tells
+    it: repeats its whole context). ``script``: modes for the next requests, one each, before
+    ``mode`` applies again. ``delay``: seconds between streamed pieces."""
 
     url: str
     mode: str = "good"
+    script: list[str] = field(default_factory=list)
+    delay: float = 0.02
     requests: list[dict[str, Any]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+
+
+def _question_answer(messages: list[dict[str, str]], mode: str) -> str:
+    """The first sentence of the first two passages, each cited, as a faithful model would."""
+    if mode == "obey":
+        return "\n\n".join(m["content"] for m in messages)
+    prompt = messages[-1]["content"]
+    passages = re.findall(r"^\[(\d+)\] Source:.*\n(.+)$", prompt, flags=re.MULTILINE)
+    sentences = [(int(n), re.split(r"(?<=[.!?])\s+", text)[0].rstrip(".")) for n, text in passages[:2]]
+    if mode == "misattributed":
+        return f"{sentences[0][1]} [{len(passages)}]."
+    reply = " ".join(f"{sentence} [{n}]." for n, sentence in sentences)
+    if mode == "bogus":
+        reply += " Dragons breathe fire inside every volcano [9]."
+    return reply
 
 
 def _answer(prompt: str, mode: str) -> str:
@@ -51,20 +73,40 @@ def _handler(state: FakeChat) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            if state.mode == "slow":
+            mode = state.script.pop(0) if state.script else state.mode
+            if mode == "slow":
                 state.release.wait(5)
                 return self._send(200, {"choices": [{"message": {"role": "assistant", "content": "late"}}]})
-            if state.mode == "500":
+            if mode == "500":
                 return self._send(500, {"error": {"message": "upstream exploded"}})
-            if state.mode == "400":
+            if mode == "400":
                 message = (
                     "Incorrect API key provided: sk-test-secret. See https://example.invalid/keys?key=sk-test-secret"
                 )
                 return self._send(400, {"error": {"message": message}})
-            if state.mode == "garbage":
+            if mode == "garbage":
                 return self._send(200, {"unexpected": True})
-            content = _answer(body["messages"][-1]["content"], state.mode)
+            if "\n\nQuestion: " in body["messages"][-1]["content"]:
+                content = _question_answer(body["messages"], mode)
+            else:
+                content = _answer(body["messages"][-1]["content"], mode)
+            if body.get("stream"):
+                return self._stream(content)
             return self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
+
+        def _stream(self, content: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            try:
+                for piece in re.findall(r"\S+\s*", content):
+                    chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                    time.sleep(state.delay)
+                self.wfile.write(b"data: [DONE]\n\n")
+            except OSError:
+                pass
 
         def _send(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()

@@ -133,7 +133,7 @@ def test_the_overview_reads_a_bounded_evenly_spread_sample(make_user: Any, monke
                 token_count=8,
                 char_start=0,
                 char_end=10,
-                embedding=(rng.normal(size=8).astype(np.float32) / 3).tobytes(),
+                embedding=(rng.normal(size=384).astype(np.float32) / 20).tobytes(),
             )
             for p in range(count)
         )
