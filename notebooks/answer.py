@@ -149,7 +149,11 @@ def answer_offline(
     candidates = quotable_sentences(passages)
     if not candidates:
         return _declined(on_text, 0.0)
-    vectors = embed([question, *(c.text for c in candidates)])
+    # Each distinct sentence once: neighbouring chunks overlap, so their sentences repeat.
+    texts = list(dict.fromkeys([question, *(c.text for c in candidates)]))
+    unique = embed(texts)
+    row = {text: i for i, text in enumerate(texts)}
+    vectors = unique[[row[t] for t in [question, *(c.text for c in candidates)]]]
     semantic = vectors[1:] @ vectors[0]
     wanted = terms(question) | terms(context)
     overlap = np.array(
