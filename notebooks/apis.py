@@ -242,7 +242,7 @@ class SourceFileApi(APIView):
             # Played in the page from a timestamp: served inline with Range, so a player can seek.
             name = safe_filename(source.original_filename, "recording")
             mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-            return ranged_file_response(request, source.file.name, mime, name)
+            return ranged_file_response(request, str(source.file.name), mime, name)
         return FileResponse(
             source.file.open("rb"),
             as_attachment=True,

@@ -129,7 +129,11 @@ def ingestion_preload() -> None:
     chunking.default_token_counter()  # loads the chunker's tokenizer (18 ms)
     preload_embedder(settings.QUIRE_EMBEDDER)
     try:
-        whisper()  # int8 on CPU, loaded once and shared copy-on-write by the work-horses
+        from pathlib import Path
+
+        from notebooks.ingest.media import preload
+
+        preload(settings.QUIRE_WHISPER_MODEL, Path(settings.QUIRE_MODEL_CACHE_DIR))
     except Exception:
         # Documents are still processed; a recording's job fails with the reason.
         logger.warning("The speech model could not be preloaded", exc_info=True)

@@ -110,14 +110,25 @@ def model_dir(size: str, cache_root: Path) -> Path:
     return folder
 
 
-_models: dict[tuple[str, str], WhisperModel] = {}
+_models: dict[tuple[str, str, int], WhisperModel] = {}
 _lock = threading.Lock()
 
 
+def preload(size: str, cache_root: Path) -> None:
+    """For a forking worker's parent: the libraries imported and the model's folder assembled
+    and verified, but not the model itself. CTranslate2 runs a model on threads started when it
+    loads, and threads do not survive ``fork``: a model loaded in the parent hangs in every
+    work-horse (seen: the horse stuck in its first encode). Each horse loads the weights from
+    the page cache instead (about 1 s for base)."""
+    import faster_whisper  # noqa: F401
+
+    model_dir(size, cache_root)
+
+
 def get_model(size: str, cache_root: Path, threads: int = 0) -> WhisperModel:
-    """The loaded model (once per process; a forked work-horse inherits its parent's)."""
+    """The loaded model, once per process (keyed by pid: a forked child loads its own)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub, whatever happens
-    key = (size, str(cache_root))
+    key = (size, str(cache_root), os.getpid())
     with _lock:
         if key not in _models:
             from faster_whisper import WhisperModel

@@ -10,6 +10,7 @@ import io
 import re
 import wave
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def encode(samples: np.ndarray, rate: int, *, container: str = "mp4", codec: str
             picture = muxer.add_stream("mpeg4", rate=5)
             picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
         out_rate = 48000 if codec == "libopus" else rate
-        sound = muxer.add_stream(codec, rate=out_rate)
+        sound: Any = muxer.add_stream(codec, rate=out_rate)
         sound.layout = "mono"
         resampler = av.AudioResampler(format=sound.format.name, layout="mono", rate=out_rate)
         pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").reshape(1, -1)
