@@ -2,9 +2,9 @@
 
 from types import ModuleType
 
-from bench.scenarios import bulk, fairness, generation, ingestion, jobs, live, memory, search, upload
+from bench.scenarios import bulk, fairness, generation, ingestion, jobs, live, media, memory, search, upload
 
-ORDER: list[ModuleType] = [jobs, ingestion, memory, upload, search, live, generation, bulk, fairness]
+ORDER: list[ModuleType] = [jobs, ingestion, memory, upload, search, live, generation, bulk, fairness, media]
 ALIASES = {
     "job-overhead": "jobs",
     "job_overhead": "jobs",
@@ -15,6 +15,7 @@ ALIASES = {
     "podcasts": "generation",
     "podcast": "generation",
     "fair": "fairness",
+    "transcription": "media",
 }
 
 
