@@ -55,6 +55,7 @@ class Passage:
     text: str
     score: float
     embedding: npt.NDArray[np.float32]
+    time: float | None = None  # a recording's passage: where it starts, in seconds
 
 
 def passages(
@@ -91,6 +92,7 @@ def passages(
             source_title=chunks[i].source.title,
             position=chunks[i].position,
             page=chunks[i].page,
+            time=chunks[i].time_start,
             text=chunks[i].text,
             score=round(float(scores[i]), 4),
             embedding=vectors[i],

@@ -105,6 +105,23 @@ def test_spoken_wav_and_mp4_become_a_timed_searchable_transcript(workers: Any, h
     assert "aircraft" in top["text"] and top["time"] is not None
     assert top["time"] <= times[3][0] + 1.0 and top["time_label"] == f"0:{int(top['time']):02d}"
 
+    # An answer's and a report's citations of a recording say when the passage is spoken.
+    from notebooks.models import Question
+    from reports.models import Report
+
+    asked = http.post(f"/api/v1/notebooks/{nb}/questions/", json={"question": "How do scientists predict an eruption?"})
+    assert asked.status_code == 202, asked.text
+    wait_for(lambda: Question.objects.filter(id=asked.json()["id"], status="completed").exists(), timeout=60)
+    answer = http.get(f"/api/v1/questions/{asked.json()['id']}/").json()
+    assert answer["citations"] and all(
+        c["time"] is not None and c["time_label"] == f"0:{int(c['time']):02d}" for c in answer["citations"]
+    ), answer
+    posted = http.post(f"/api/v1/notebooks/{nb}/reports/", json={"length": "short"})
+    assert posted.status_code == 202, posted.text
+    report = wait_for(lambda: Report.objects.filter(id=posted.json()["id"], status="completed").first(), timeout=90)
+    assert report.citations and all(c["time_label"] == f"0:{int(c['time']):02d}" for c in report.citations)
+    assert f" at {report.citations[0]['time_label']}" in report.markdown
+
     # The original is served with Range, for a player to seek in.
     wav_source = next(s for s in sources if s.original_filename == "talk.wav")
     ranged = http.get(f"/api/v1/notebooks/{nb}/sources/{wav_source.id}/file/", headers={"Range": "bytes=0-99"})
