@@ -234,3 +234,42 @@ def test_cancelling_a_transcription_ends_it_within_seconds(workers: Any, http: h
     job = wait_for(lambda: (j := Job.objects.get(id=job_id)).finished_at and j, timeout=10, message="job ended")
     assert time.monotonic() - started < 10 and job.status == "cancelled"
     assert source.error_code == "CANCELLED" and not Chunk.objects.filter(source_id=source_id).exists()
+
+
+@pytest.mark.slow
+def test_a_transcription_whose_work_horse_is_killed_runs_again_to_the_same_chunks(
+    workers: Any, http: httpx.Client
+) -> None:
+    import psutil
+
+    from backend.runtime.reconcile import reconcile
+
+    audio, rate, _ = _speech()
+    lecture = samples.wav_bytes(np.tile(audio, 4), rate)  # a minute of speech
+    clean_nb, crash_nb = new_notebook(http, "clean"), new_notebook(http, "crash")
+    (clean,) = all_done([upload(http, clean_nb, [("lecture.wav", lecture)]).json()["sources"][0]["id"]], timeout=120)
+    assert clean.status == "ready", clean.error
+
+    body = upload(http, crash_nb, [("lecture.wav", lecture)]).json()
+    source_id, job_id = body["sources"][0]["id"], body["sources"][0]["job"]["id"]
+    wait_for(
+        lambda: Job.objects.filter(id=job_id, message__regex=r"^Transcribing 0:[1-9]").exists(),
+        timeout=90,
+        message="transcription under way",
+    )
+    worker = psutil.Process(workers.procs["notebook_processing"].pid)
+    horses = [c for c in worker.children() if c.create_time() > worker.create_time() + 3]
+    max(horses, key=lambda c: c.create_time()).kill()  # as the OOM killer would
+
+    def finished() -> bool:
+        reconcile()
+        return Source.objects.filter(id=source_id, status__in=["ready", "failed"]).exists()
+
+    wait_for(finished, timeout=180, interval=1, message="the retry")
+    crashed = Source.objects.get(id=source_id)
+    assert crashed.status == "ready" and Job.objects.get(id=job_id).attempts == 2, crashed.error
+
+    def rows(source: Source) -> list[tuple[Any, ...]]:
+        return list(Chunk.objects.filter(source=source).values_list("position", "text", "time_start", "time_end"))
+
+    assert rows(crashed) == rows(clean) and crashed.transcript == clean.transcript
