@@ -194,7 +194,7 @@ def test_it_recognises_recordings_by_their_content(data: bytes, filename: str) -
 def test_a_recordings_name_does_not_decide_its_kind() -> None:
     # A .mp3 that is a PDF is read as the PDF; one that is a program or noise is refused clearly.
     assert detect_type(samples.make_pdf([["One page."]]), "talk.mp3") == "pdf"
-    with pytest.raises(UnsupportedType, match="named .mp3 but its content is a program"):
+    with pytest.raises(UnsupportedType, match=r"named \.mp3 but its content is a program"):
         detect_type(b"\x7fELF\x02\x01\x01" + bytes(64), "talk.mp3")
     with pytest.raises(UnsupportedType, match="binary data"):
         detect_type(bytes(range(256)) * 4, "talk.wav")
