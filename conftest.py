@@ -202,14 +202,16 @@ def scheduler(_scheduler: Scheduler, workers: Workers) -> Scheduler:
     return _scheduler
 
 
+UVICORN_OPTIONS = ("--host", "127.0.0.1", "--timeout-graceful-shutdown", "5")
+
+
 @pytest.fixture(scope="session")
 def _live_server(process_env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     log = open(LOG_DIR / "uvicorn.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "backend.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         # an event stream a test left open must not hold the shutdown (uvicorn waits for it otherwise)
-         "--timeout-graceful-shutdown", "5"],
+        # An event stream a test left open must not hold the shutdown (uvicorn waits for it otherwise).
+        [sys.executable, "-m", "uvicorn", "backend.asgi:application", "--port", str(port), *UVICORN_OPTIONS],
         cwd=ROOT,
         env=process_env,
         stdout=log,

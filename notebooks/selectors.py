@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,8 @@ from notebooks.search import Hit
 
 # With a query, passages scoring below this share of the best one are left out.
 RELEVANCE_FLOOR = 0.6
+# A topic report's search fetches this many candidates per passage it may use.
+TOPIC_CANDIDATES = 2
 
 
 def notebooks_of(*, user: Any) -> QuerySet[Notebook]:
@@ -99,6 +102,65 @@ def passages(
         )
         for i in chosen
     ]
+
+
+def topic_passages(
+    *, notebook: Notebook, topic: str, source_ids: list[str] | None = None, limit: int = 32
+) -> list[Passage]:
+    """The passages a report on ``topic`` is written from, best first.
+
+    The notebook's hybrid search finds ``TOPIC_CANDIDATES`` times ``limit`` candidates; a
+    candidate is kept when the question answerer would answer ``topic`` from it alone
+    (``notebooks.answer``: its best sentence scores at least ``DECLINE_BELOW``, cosine plus
+    keyword overlap), so a passage that only shares words or a field with the topic is left
+    out. Each passage's score is that best sentence's.
+    """
+    from notebooks.answer import Evidence, answer_offline, sentence_spans
+    from notebooks.services import embedder
+
+    hits = question_evidence(notebook=notebook, query=topic, source_ids=source_ids, k=limit * TOPIC_CANDIDATES)
+    if not hits:
+        return []
+    embed = _remembered(embedder().embed)
+    # One batch for every sentence the answerer will score (it embeds each passage's apart).
+    embed([topic, *(h.text[a:b] for h in hits for a, b in sentence_spans(h.text))])
+    scored = []
+    for hit in hits:
+        evidence = Evidence(hit.chunk_id, hit.source_id, hit.source_title, hit.position, hit.page, hit.text)
+        answer = answer_offline(topic, [evidence], embed)
+        if answer.answered:
+            scored.append((hit, answer.best_score))
+    scored = scored[:limit]
+    blobs = dict(Chunk.objects.filter(id__in=[h.chunk_id for h, _ in scored]).values_list("id", "embedding"))
+    return [
+        Passage(
+            chunk_id=hit.chunk_id,
+            source_id=hit.source_id,
+            source_title=hit.source_title,
+            position=hit.position,
+            page=hit.page,
+            text=hit.text,
+            score=score,
+            embedding=np.frombuffer(blobs[hit.chunk_id], dtype=np.float32),
+        )
+        for hit, score in scored
+        if hit.chunk_id in blobs  # deleted since the search
+    ]
+
+
+def _remembered(
+    embed: Callable[[Sequence[str]], npt.NDArray[np.float32]],
+) -> Callable[[Sequence[str]], npt.NDArray[np.float32]]:
+    """``embed`` that computes each distinct text once."""
+    vectors: dict[str, npt.NDArray[np.float32]] = {}
+
+    def remembered(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        missing = list(dict.fromkeys(t for t in texts if t not in vectors))
+        if missing:
+            vectors.update(zip(missing, embed(missing), strict=True))
+        return np.vstack([vectors[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+
+    return remembered
 
 
 def _mmr(vectors: npt.NDArray[np.float32], relevance: npt.NDArray[np.float32], limit: int) -> list[int]:

@@ -62,13 +62,22 @@ def report_generate(*, report_id: str) -> dict[str, Any] | None:
         logger.info("Report %s is gone; nothing to write", report_id)
         return None
     length = report.options.get("length", "medium")
+    source_ids = report.options.get("source_ids") or None
+    limit = PASSAGES_FOR_LENGTH.get(length, 32)
     progress(3, "Retrieving passages")
-    found = notebook_selectors.passages(
-        notebook=report.notebook,
-        query=report.topic or None,
-        source_ids=report.options.get("source_ids") or None,
-        limit=PASSAGES_FOR_LENGTH.get(length, 32),
-    )
+    if report.topic.strip():
+        # Both generators write from the passages about the topic, never from the rest.
+        found = notebook_selectors.topic_passages(
+            notebook=report.notebook, topic=report.topic, source_ids=source_ids, limit=limit
+        )
+        if not found and notebook_selectors.ready_source_count(notebook=report.notebook, source_ids=source_ids):
+            raise JobError(
+                "TOPIC_NOT_COVERED",
+                f"No passage of the sources is about \u201c{report.topic.strip()}\u201d; "
+                "try other words for the topic, or add sources about it.",
+            )
+    else:
+        found = notebook_selectors.passages(notebook=report.notebook, source_ids=source_ids, limit=limit)
     if not found:
         raise JobError("NO_READY_SOURCES", "The notebook has no ready sources to write from.")
     passages = [

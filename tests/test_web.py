@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from backend.models import Job
 from notebooks import services as notebook_services
 from notebooks.models import Notebook, Source
 from podcast.models import Podcast
@@ -312,6 +313,18 @@ def test_it_follows_dropped_and_pasted_sources_to_ready_or_failed_without_pollin
         {"name": "locked.pdf", "type": "application/pdf", "base64": base64.b64encode(locked).decode()},
     ]
     page.evaluate(DROP_FILES, [page.locator("#upload-form").element_handle(), dropped])
+    # The upload's coverage, kept from the job events, then a retry of its failed source.
+    coverage = page.locator("#batch-line")
+    expect(coverage).to_have_text("Last upload: 1 of 2 ready, 1 failed: 1 ENCRYPTED_PDF", timeout=60 * SECOND)
+    locked_job = Job.objects.get(id=Source.objects.get(notebook=notebook, original_filename="locked.pdf").job_id)
+    page.get_by_role("button", name="Retry failed").click()
+    expect(page.locator("#notice")).to_have_text("Retrying 1 failed source.")
+    deadline = time.monotonic() + 60
+    while not Job.objects.filter(id=locked_job.id, status="failed", attempts__gt=locked_job.attempts).exists():
+        assert time.monotonic() < deadline, "the retried job did not run again"
+        time.sleep(0.2)
+    expect(coverage).to_have_text("Last upload: 1 of 2 ready, 1 failed: 1 ENCRYPTED_PDF")
+    expect(page.get_by_role("button", name="Retry failed")).to_be_visible()
     page.get_by_text("Paste text", exact=True).click()
     page.locator("#text-title").fill("Roman roads")
     page.get_by_label("Text", exact=True).fill("\n\n".join(docs.ROMAN_ROADS))

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-EVALUATIONS = ["search", "ask"]  # in the order they run; each is bench/eval/<name>.py
+EVALUATIONS = ["search", "ask", "report"]  # in the order they run; each is bench/eval/<name>.py
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 

@@ -77,6 +77,9 @@ def parse_query(text: str) -> Query:
     return Query(terms=list(dict.fromkeys(tokens(text))), phrases=phrases)
 
 
+Counts = tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]  # a chunk's term ids and counts
+
+
 class Vocabulary:
     """Term -> integer id, shared by the indexes of one process (ids only grow)."""
 
@@ -84,7 +87,7 @@ class Vocabulary:
         self.ids: dict[str, int] = {}
         self._lock = threading.Lock()  # web request threads tokenize side by side
 
-    def counts(self, text: str) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    def counts(self, text: str) -> Counts:
         """A text's distinct term ids and how often each occurs: what the index needs of a chunk."""
         found = Counter(tokens(text))
         with self._lock:
@@ -92,47 +95,113 @@ class Vocabulary:
         return ids, np.fromiter(found.values(), dtype=np.float32, count=len(found))
 
 
-class KeywordIndex:
-    """BM25 (Robertson/Spärck Jones idf, k1 = 1.2, b = 0.75) over one notebook's chunks.
+MERGE_FACTOR = 4  # a segment is merged into the one before it while that one is < 4x its size
 
-    Built from each chunk's term counts (``Vocabulary.counts``), which callers keep per chunk:
-    a rebuild after one source changed tokenizes only that source, and the rest is a few numpy
-    operations (a sort of every posting), not a pass over the text."""
 
-    def __init__(
-        self, vocabulary: Vocabulary, chunks: Sequence[tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]]
-    ) -> None:
-        self.vocabulary = vocabulary
-        self.size = len(chunks)
+class _Segment:
+    """Postings of a run of rows, sorted by term: term t's are ``searchsorted`` slices."""
+
+    def __init__(self, terms: npt.NDArray[np.int32], rows: npt.NDArray[np.int64], freq: npt.NDArray[np.float32]):
+        order = np.argsort(terms, kind="stable")
+        self.terms, self.rows, self.freq = terms[order], rows[order], freq[order]
+
+    @classmethod
+    def of(cls, first_row: int, chunks: Sequence[Counts]) -> _Segment:
         sizes = np.fromiter((len(ids) for ids, _ in chunks), dtype=np.int64, count=len(chunks))
-        lengths = np.fromiter((float(c.sum()) for _, c in chunks), dtype=np.float32, count=len(chunks))
+        rows = np.repeat(np.arange(first_row, first_row + len(chunks), dtype=np.int64), sizes)
         terms = np.concatenate([ids for ids, _ in chunks]) if chunks else np.zeros(0, np.int32)
         freq = np.concatenate([c for _, c in chunks]) if chunks else np.zeros(0, np.float32)
-        rows = np.repeat(np.arange(len(chunks), dtype=np.int64), sizes)
-        order = np.argsort(terms, kind="stable")
-        self.terms, self.rows, freq = terms[order], rows[order], freq[order]
-        # Postings of term t: positions starts[t]:starts[t + 1] of the sorted arrays.
-        self.starts = np.searchsorted(self.terms, np.arange(len(vocabulary.ids) + 1)).astype(np.int64)
-        df = np.diff(self.starts).astype(np.float64)
-        idf = np.log1p((self.size - df + 0.5) / (df + 0.5)).astype(np.float32)
-        average = float(lengths.mean()) if len(chunks) else 0.0
-        norm = K1 * (1 - B + B * lengths / (average or 1.0))
-        # The whole BM25 weight per posting, so a query only adds slices.
-        self.weights = idf[self.terms] * freq * (K1 + 1) / (freq + norm[self.rows])
+        return cls(terms, rows, freq)
+
+    @classmethod
+    def merged(cls, a: _Segment, b: _Segment) -> _Segment:
+        terms, rows = np.concatenate([a.terms, b.terms]), np.concatenate([a.rows, b.rows])
+        return cls(terms, rows, np.concatenate([a.freq, b.freq]))
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def postings(self, term: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        # The bounds in the array's own dtype: otherwise numpy converts the whole array first.
+        a, b = np.searchsorted(self.terms, np.array((term, term + 1), dtype=self.terms.dtype))
+        return self.rows[a:b], self.freq[a:b]
+
+    def kept(self, renumber: npt.NDArray[np.int64], keep: npt.NDArray[np.bool_]) -> _Segment:
+        """Without the rows ``keep`` drops, the others renumbered (order, hence sorting, holds)."""
+        mask = keep[self.rows]
+        kept = object.__new__(_Segment)
+        kept.terms, kept.rows, kept.freq = self.terms[mask], renumber[self.rows[mask]], self.freq[mask]
+        return kept
+
+
+class KeywordIndex:
+    """BM25 (Robertson/Spärck Jones idf, k1 = 1.2, b = 0.75) over rows of term counts
+    (``Vocabulary.counts`` of each chunk). Immutable: ``extended`` returns an index with more rows,
+    sharing this one's postings, so a notebook that gains a source indexes only that source.
+
+    Postings live in segments merged like a binary counter (O(log n) segments, each posting
+    re-sorted O(log n) times over a notebook's life). The collection statistics (number of rows,
+    average length, document frequencies) are taken at query time over the rows a caller marks
+    alive, so an index with dropped rows scores exactly as one rebuilt without them."""
+
+    def __init__(
+        self,
+        vocabulary: Vocabulary,
+        segments: tuple[_Segment, ...] = (),
+        lengths: npt.NDArray[np.float32] | None = None,
+    ) -> None:
+        self.vocabulary = vocabulary
+        self.segments = segments
+        self.lengths = lengths if lengths is not None else np.zeros(0, np.float32)
+        self.size = len(self.lengths)
 
     @classmethod
     def of_texts(cls, texts: Sequence[str]) -> KeywordIndex:
         vocabulary = Vocabulary()
-        return cls(vocabulary, [vocabulary.counts(t) for t in texts])
+        return cls(vocabulary).extended([vocabulary.counts(t) for t in texts])
 
-    def scores(self, terms: Sequence[str]) -> npt.NDArray[np.float32]:
+    def extended(self, chunks: Sequence[Counts]) -> KeywordIndex:
+        """This index with ``chunks`` as the next rows."""
+        if not chunks:
+            return self
+        segments = [*self.segments, _Segment.of(self.size, chunks)]
+        while len(segments) > 1 and len(segments[-2]) < MERGE_FACTOR * len(segments[-1]):
+            last = segments.pop()
+            segments[-1] = _Segment.merged(segments[-1], last)
+        lengths = np.fromiter((float(c.sum()) for _, c in chunks), dtype=np.float32, count=len(chunks))
+        return KeywordIndex(self.vocabulary, tuple(segments), np.concatenate([self.lengths, lengths]))
+
+    def compacted(self, keep: npt.NDArray[np.bool_]) -> KeywordIndex:
+        """This index without the rows ``keep`` marks False; the others renumbered in order."""
+        renumber = np.cumsum(keep, dtype=np.int64) - 1
+        segments = tuple(s.kept(renumber, keep) for s in self.segments)
+        return KeywordIndex(self.vocabulary, tuple(s for s in segments if len(s)), self.lengths[keep])
+
+    def scores(self, terms: Sequence[str], alive: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.float32]:
+        """Each row's BM25 score for ``terms``; rows ``alive`` marks False score 0 and do not
+        count in the statistics."""
         total = np.zeros(self.size, dtype=np.float32)
+        lengths = self.lengths if alive is None else self.lengths[alive]
+        size = len(lengths)
+        if not size:
+            return total
+        average = float(lengths.sum(dtype=np.float64)) / size or 1.0
         for term in terms:
             tid = self.vocabulary.ids.get(term)
-            if tid is None or tid + 1 >= len(self.starts):
-                continue  # a term no chunk of this notebook has
-            a, b = self.starts[tid], self.starts[tid + 1]
-            np.add.at(total, self.rows[a:b], self.weights[a:b])
+            if tid is None:
+                continue  # no chunk of any notebook in this process has the term
+            found = [s.postings(tid) for s in self.segments]
+            rows = np.concatenate([r for r, _ in found])
+            freq = np.concatenate([f for _, f in found])
+            if alive is not None:
+                live = alive[rows]
+                rows, freq = rows[live], freq[live]
+            if not len(rows):
+                continue
+            df = len(rows)
+            idf = np.float32(np.log1p((size - df + 0.5) / (df + 0.5)))
+            norm = K1 * (1 - B + B * self.lengths[rows] / np.float32(average))
+            total += np.bincount(rows, idf * freq * (K1 + 1) / (freq + norm), minlength=self.size).astype(np.float32)
         return total
 
 

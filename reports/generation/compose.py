@@ -90,14 +90,16 @@ class CitationRegistry:
                 start, end = first.start, first.end
             return text[start:end]
         statements = self._statements.get(index)
+        title = self.passages[index].source_title
         if statements:
-            return best_matching_sentence(text, " ".join(statements))
-        return tx.truncate_words(text.strip(), MAX_QUOTE_CHARS // 2)
+            return best_matching_sentence(text, " ".join(statements), title=title)
+        return tx.truncate_words(text[tx.title_end(text, title) :].strip() or text.strip(), MAX_QUOTE_CHARS // 2)
 
 
-def best_matching_sentence(text: str, statement: str) -> str:
-    """The sentence of ``text`` (verbatim) that shares the most weighted words with ``statement``."""
-    spans = tx.sentence_spans(text)
+def best_matching_sentence(text: str, statement: str, *, title: str = "") -> str:
+    """The sentence of ``text`` (verbatim) that shares the most weighted words with ``statement``;
+    never the source's ``title`` when the text has anything else."""
+    spans = tx.finding_spans(text, title) or tx.sentence_spans(text)
     if not spans:
         return tx.truncate_words(text.strip(), MAX_QUOTE_CHARS // 2)
     sentences = [text[s.start : s.end] for s in spans]

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Final
 
 from backend.llm import LLM_BAD_RESPONSE, LLMError
 from reports.generation import compose
 from reports.generation import text as tx
-from reports.generation.outline import OutlineSection, build_outline
+from reports.generation.outline import OutlineSection, build_outline, name_sections
 from reports.generation.types import (
     GenerationError,
     Passage,
@@ -46,6 +47,7 @@ SYSTEM_PROMPT: Final = (
     "Do not write a title, a heading, a list of references, or any URL. Write plain Markdown."
 )
 
+_CITED_NUMBER: Final = re.compile(r"(?<!\\)\[(\d+)\]")
 _THINK: Final = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _WRAPPING_FENCE: Final = re.compile(r"^\s*```[\w-]*\n(.*)\n```\s*$", re.DOTALL)
 _HEADING: Final = re.compile(r"^\s{0,3}#{1,6}\s+(.*)$")
@@ -95,6 +97,17 @@ class LLMGenerator:
         conclusion = _checked(reply, cited, registry, "Conclusion", warnings)
 
         progress(92, "Rendering")
+        # As in the extractive report, a section is titled by a phrase of the passages it cites.
+        index_of = registry.numbered()
+        names = name_sections(
+            passages,
+            [section.passages for section, _ in written],
+            quoted=[sorted({index_of[int(n)] for n in _CITED_NUMBER.findall(text)}) for _, text in written],
+        )
+        written = [
+            (replace(section, title=title, keywords=keywords), text)
+            for (section, text), (title, keywords) in zip(written, names, strict=True)
+        ]
         sections = [s for s, _ in written]
         body = ["## Introduction", compose.introduction(passages, sections, options)]
         for section, text in written:

@@ -9,6 +9,7 @@ spherical k-means tidy its borders. Everything is deterministic: ties go to the 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -155,82 +156,125 @@ def _refine(vectors: tx.Matrix, labels: list[int], k: int) -> list[int]:
     return _compact(current)
 
 
-def name_sections(passages: Sequence[Passage], groups: Sequence[Sequence[int]]) -> list[tuple[str, tuple[str, ...]]]:
-    """(title, keywords) per group: the terms frequent across the group and rare in the others."""
-    grams: list[list[str]] = []
-    spellings: dict[str, Counter[str]] = {}
-    for p in passages:
-        found = _grams(p.text)
-        grams.append([gram for gram, _ in found])
-        for gram, spelling in found:
-            spellings.setdefault(gram, Counter())[spelling] += 1
-    totals: Counter[str] = Counter()
-    for gram_list in grams:
-        totals.update(gram_list)
+def name_sections(
+    passages: Sequence[Passage],
+    groups: Sequence[Sequence[int]],
+    *,
+    quoted: Sequence[Sequence[int]] | None = None,
+) -> list[tuple[str, tuple[str, ...]]]:
+    """(title, keywords) per group: the phrase its passages share and the other groups' do not.
+
+    A phrase is a run of one to four words inside one sentence, starting and ending on a content
+    word ("colorectal cancer", "risk of hip fracture"), spelt as the passages spell it, so a title
+    can be found word for word in its section's passages. Ranked by the share of the group's
+    passages holding it, times the share of all passages holding it that are in the group, with
+    multi-word phrases ahead of single words; a group of several passages needs a phrase that two
+    of them share when there is one. With ``quoted`` (per group, the passages its text cites),
+    only a phrase found in one of those names the group. Two groups never get the same title.
+    """
+    found = [_phrases(p.text) for p in passages]
+    spellings: dict[tuple[str, ...], Counter[str]] = {}
+    for phrases in found:
+        for key, uses in phrases.items():
+            spellings.setdefault(key, Counter()).update(uses)
+    df: Counter[tuple[str, ...]] = Counter(key for phrases in found for key in phrases)
+
+    def score(key: tuple[str, ...], coverage: int, group: Sequence[int]) -> float:
+        uses = sum(len(found[i].get(key, ())) for i in group)
+        inner_stops = sum(word in tx.STOPWORDS for word in key)
+        return (
+            (coverage / len(group))
+            * (coverage / df[key])
+            * _LENGTH_WEIGHT[min(len(key), 4)]
+            * _STOP_PENALTY**inner_stops
+            * (1.0 + math.log(uses))
+        )
 
     named: list[tuple[str, tuple[str, ...]]] = []
     used_titles: set[str] = set()
-    for group in groups:
-        counts: Counter[str] = Counter()
-        coverage: Counter[str] = Counter()
-        for index in group:
-            counts.update(grams[index])
-            coverage.update(set(grams[index]))
-        scored = []
-        for gram, count in counts.items():
-            bigram = " " in gram
-            if bigram and count < 2:
+    for number, group in enumerate(groups):
+        coverage: Counter[tuple[str, ...]] = Counter(key for index in group for key in found[index])
+        if quoted is not None:
+            allowed = {key for index in quoted[number] for key in found[index]}
+            coverage = Counter({key: c for key, c in coverage.items() if key in allowed})
+        shared = 2 if len(group) > 1 and any(c >= 2 for c in coverage.values()) else 1
+
+        def spelt(key: tuple[str, ...], number: int = number) -> Counter[str]:
+            # Spelt as a cited passage spells it ("Alzheimer\u2019s" and "Alzheimer's" are one phrase).
+            if quoted is None:
+                return spellings[key]
+            return Counter(w for index in quoted[number] for w in found[index].get(key, ()))
+
+        ranked = sorted(
+            (key for key, c in coverage.items() if c >= shared),
+            key=lambda key: (-score(key, coverage[key], group), -len(key), key),
+        )
+        chosen: list[tuple[str, ...]] = []
+        for key in ranked:
+            # A phrase inside one already chosen (or around it) adds nothing to the names.
+            if any(_contains(c, key) or _contains(key, c) for c in chosen):
                 continue
-            score = (coverage[gram] / len(group)) * (count / totals[gram]) * (1.0 + math.log(count))
-            scored.append((-(score * (1.5 if bigram else 1.0)), -count, gram))
-        chosen: list[str] = []
-        for _, _, gram in sorted(scored):
-            parts = gram.split(" ")
-            if len(parts) == 2:
-                # A pair supersedes the single words it contains, not another pair it overlaps.
-                if any(" " in c and set(c.split(" ")) & set(parts) for c in chosen):
-                    continue
-                contained = [c for c in chosen if c in parts]
-                if contained:
-                    chosen = [gram if c == contained[0] else c for c in chosen if c not in contained[1:]]
-                    continue
-            elif any(gram in c.split(" ") for c in chosen):
+            if not chosen and _display(spelt(key)).lower() in used_titles:
                 continue
-            chosen.append(gram)
+            chosen.append(key)
             if len(chosen) == _NAME_TERMS:
                 break
-        keywords = tuple(_spelling(spellings[gram]) for gram in chosen)
-        title = tx.join_names(list(keywords)) or "Further material"
+        keywords = tuple(_display(spelt(key)) for key in chosen)
+        title = keywords[0] if keywords else "Further material"
         title = title[:1].upper() + title[1:]
         base, n = title, 2
-        while title in used_titles:
+        while title.lower() in used_titles:
             title, n = f"{base} ({n})", n + 1
-        used_titles.add(title)
+        used_titles.add(title.lower())
         named.append((title, keywords))
     return named
 
 
-def _spelling(counts: Counter[str]) -> str:
-    """The commonest spelling, lower-case when the term is ever written so (not a name)."""
-    lower = [(c, w) for w, c in counts.items() if w == w.lower()]
+# Longer phrases say more ("vitamin D deficiency" over "deficiency") when as widely shared;
+# a stop word inside ("packed with the green") makes a phrase read less like a name.
+_LENGTH_WEIGHT: Final = {1: 0.6, 2: 1.0, 3: 1.1, 4: 1.15}
+_STOP_PENALTY: Final = 0.6
+_TOKEN: Final = re.compile(r"[^\W_]+(?:[-'\u2019][^\W_]+)*")
+_MAX_PHRASE: Final = 4
+
+
+def _contains(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
+    n = len(inner)
+    return any(outer[i : i + n] == inner for i in range(len(outer) - n + 1))
+
+
+def _display(counts: Counter[str]) -> str:
+    """The commonest spelling, preferring one that is not capitalised only by starting a sentence."""
+    lower = [(c, w) for w, c in counts.items() if w[:1] == w[:1].lower()]
     return max(lower or [(c, w) for w, c in counts.items()])[1]
 
 
-def _grams(text: str) -> list[tuple[str, str]]:
-    """(term, spelling) for content words and for pairs of them that stand next to each other."""
-    out: list[tuple[str, str]] = []
-    previous: tuple[str, str] | None = None
-    for word in tx.words(text):
-        plain = word.replace("\u2019", "'")
-        if plain.lower().endswith("'s"):
-            plain = plain[:-2]
-        lower = plain.lower()
-        if len(lower) < 3 or lower in tx.STOPWORDS:
-            previous = None
-            continue
-        term = tx.stem(lower)
-        out.append((term, plain))
-        if previous is not None and previous[0] != term:
-            out.append((f"{previous[0]} {term}", f"{previous[1]} {plain}"))
-        previous = (term, plain)
+def _content(word: str) -> bool:
+    """A word a phrase may start or end on: no stop word, no bare number; short only when it is a
+    symbol or an abbreviation ("D" in "vitamin D", "C4")."""
+    lower = word.lower()
+    if lower in tx.STOPWORDS or lower.isdigit():
+        return False
+    return len(lower) >= 3 or any(c.isupper() or c.isdigit() for c in word)
+
+
+def _phrases(text: str) -> dict[tuple[str, ...], list[str]]:
+    """Each phrase of ``text`` (a key of stemmed, lower-cased words) with its spelling at each use."""
+    out: dict[tuple[str, ...], list[str]] = {}
+    for span in tx.sentence_spans(text):
+        sentence = text[span.start : span.end]
+        run: list[re.Match[str]] = []
+        for match in _TOKEN.finditer(sentence):
+            # A phrase never spans punctuation: "cancer, risk" are two things.
+            if run and sentence[run[-1].end() : match.start()].strip():
+                run = []
+            run.append(match)
+            for n in range(1, min(_MAX_PHRASE, len(run)) + 1):
+                words = run[-n:]
+                if not (_content(words[0].group()) and _content(words[-1].group())):
+                    continue
+                if n == 1 and len(words[0].group()) < 3:
+                    continue  # "D" names nothing on its own
+                key = tuple(tx.stem(w.group().lower().replace("\u2019", "'")) for w in words)
+                out.setdefault(key, []).append(tx.collapse(sentence[words[0].start() : words[-1].end()]))
     return out

@@ -208,3 +208,69 @@ def join_names(names: Sequence[str], conjunction: str = "and") -> str:
     if len(names) <= 1:
         return "".join(names)
     return f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
+
+
+def title_end(text: str, title: str) -> int:
+    """Where ``text`` stops repeating ``title`` when it opens with it (case, spacing and a final
+    stop aside): the offset just past it, else 0. A source's title at the head of its first chunk
+    is the paper's name, not something the paper says."""
+    title_words = title.split()
+    if not title_words:
+        return 0
+    pattern = r"\s*" + r"\s+".join(re.escape(w) for w in title_words) + r"[.:]?(?=\s|$)"
+    found = re.match(pattern, text, flags=re.IGNORECASE)
+    return found.end() if found else 0
+
+
+def same_words(a: str, b: str) -> bool:
+    """``a`` and ``b`` are the same text but for case, spacing and a final stop."""
+    return collapse(a).lower().rstrip(".") == collapse(b).lower().rstrip(".")
+
+
+def finding_spans(text: str, title: str) -> list[Span]:
+    """``sentence_spans(text)`` without the source's title: the title heading the text is cut off
+    the sentence it runs into (or dropped when it stands alone), and a sentence that is only the
+    title is left out wherever it stands."""
+    head = title_end(text, title) if title.strip() else 0
+    out: list[Span] = []
+    for span in sentence_spans(text):
+        start = span.start
+        if start < head:
+            start = head
+            while start < span.end and text[start].isspace():
+                start += 1
+            if start >= span.end:
+                continue
+        if title.strip() and same_words(text[start : span.end], title):
+            continue
+        out.append(Span(start, span.end))
+    return out
+
+
+_EFFECT: Final = (
+    r"(?:associat\w*|effects?|effective\w*|increas\w*|decreas\w*|reduc\w*|lower\w*|higher|improv\w*|risks?|"
+    r"correlat\w*|significant\w*|protect\w*|predict\w*|caus\w*|inhibit\w*|promot\w*|enhanc\w*|prevent\w*|"
+    r"benefit\w*|linked|link|differ\w*|chang\w*|impact\w*|affect\w*|influenc\w*)"
+)
+_EFFECT_WORD: Final = re.compile(rf"\b{_EFFECT}\b", re.IGNORECASE)
+# A negation at most three words before an effect word: "was not associated", "did not
+# significantly reduce", "no significant difference"; or a word that is a null result by itself.
+_NO_EFFECT: Final = re.compile(
+    rf"\b(?:no|not|nor|neither|without|never|failed\s+to|lack\s+of)\b(?:\W+\w+){{0,3}}?\W+{_EFFECT}\b"
+    r"|\b(?:unrelated|unaffected|unchanged|non-?significant\w*|similar\s+between)\b",
+    re.IGNORECASE,
+)
+
+
+_OPEN_QUESTION: Final = re.compile(r"\bwhether\b|\?[\"'\u201d\u2019)]*$", re.IGNORECASE)
+
+
+def stance(sentence: str) -> str | None:
+    """ "none" when ``sentence`` reports no effect or association, "effect" when it reports one,
+    None when it speaks of neither (a method, a definition, a number on its own) or asks
+    ("to evaluate whether...", a question)."""
+    if _OPEN_QUESTION.search(sentence):
+        return None
+    if _NO_EFFECT.search(sentence):
+        return "none"
+    return "effect" if _EFFECT_WORD.search(sentence) else None

@@ -99,8 +99,12 @@ def test_it_writes_a_cited_report_with_the_model(fake_chat: FakeChat, passages: 
     assert "<script" not in draft.html and "\\<script>" in body
     assert [m for _, m in seen if m.startswith("Writing section")] == [f"Writing section {i} of 3" for i in (1, 2, 3)]
     assert seen[-1] == (92, "Rendering")
+    texts = {c.number: next(p.text.lower() for p in passages if p.chunk_id == c.chunk_id) for c in draft.citations}
     for heading in draft.sections:
-        assert CITATION.search(sections_of(draft.markdown)[heading])
+        cited = [int(n) for n in CITATION.findall(sections_of(draft.markdown)[heading])]
+        assert cited
+        # Titled, like the extractive report, by a phrase of a passage the section cites.
+        assert any(heading.lower() in " ".join(texts[n].split()) for n in cited), heading
     # The prompt numbers the section's passages from 1 and quotes them whole.
     first_prompt = fake_chat.requests[0]["body"]["messages"][-1]["content"]
     assert "[1] Source: How plants capture light, page 1\n" in first_prompt
