@@ -126,7 +126,7 @@ def topic_passages(
     embed([topic, *(h.text[a:b] for h in hits for a, b in sentence_spans(h.text))])
     scored = []
     for hit in hits:
-        evidence = Evidence(hit.chunk_id, hit.source_id, hit.source_title, hit.position, hit.page, hit.text)
+        evidence = Evidence(hit.chunk_id, hit.source_id, hit.source_title, hit.position, hit.page, hit.text, hit.time)
         answer = answer_offline(topic, [evidence], embed)
         if answer.answered:
             scored.append((hit, answer.best_score))
@@ -142,6 +142,7 @@ def topic_passages(
             text=hit.text,
             score=score,
             embedding=np.frombuffer(blobs[hit.chunk_id], dtype=np.float32),
+            time=hit.time,
         )
         for hit, score in scored
         if hit.chunk_id in blobs  # deleted since the search

@@ -121,6 +121,10 @@ def test_spoken_wav_and_mp4_become_a_timed_searchable_transcript(workers: Any, h
     report = wait_for(lambda: Report.objects.filter(id=posted.json()["id"], status="completed").first(), timeout=90)
     assert report.citations and all(c["time_label"] == f"0:{int(c['time']):02d}" for c in report.citations)
     assert f" at {report.citations[0]['time_label']}" in report.markdown
+    posted = http.post(f"/api/v1/notebooks/{nb}/reports/", json={"length": "short", "topic": "volcanic eruptions"})
+    assert posted.status_code == 202, posted.text
+    topical = wait_for(lambda: Report.objects.filter(id=posted.json()["id"], status="completed").first(), timeout=90)
+    assert topical.citations and all(c["time"] is not None for c in topical.citations)
 
     # The original is served with Range, for a player to seek in.
     wav_source = next(s for s in sources if s.original_filename == "talk.wav")
