@@ -401,6 +401,17 @@ def test_a_dropped_recording_is_transcribed_and_a_search_hit_plays_it_from_its_m
         "(at) => document.getElementById('player').currentTime >= at", arg=start, timeout=15 * SECOND
     )
     assert start <= times[3][0] + 1
+
+    # An answer's citation of the recording plays it from the cited moment too.
+    page.get_by_label("Ask this notebook a question").fill("How do scientists predict an eruption?")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    cited = page.locator("#answer-citations button.play").first
+    expect(cited).to_be_visible(timeout=60 * SECOND)
+    cited_at = int((cited.text_content() or "")[-2:])
+    cited.click()
+    page.wait_for_function(
+        "(at) => document.getElementById('player').currentTime >= at", arg=cited_at, timeout=15 * SECOND
+    )
     assert not unnamed_controls(page)
     assert not console.errors, console.errors
 

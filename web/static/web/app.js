@@ -518,7 +518,7 @@
         player.hidden = false;
         player.play().catch(() => {}); // a browser may refuse to autoplay; the controls remain
       });
-      return el("p", { class: "line" }, button);
+      return button;
     }
 
     async function runSearch(query) {
@@ -556,7 +556,7 @@
                 }),
               ),
               el("p", { class: "passage" }, ...highlighted(hit.snippet || hit.text, stems)),
-              hit.time === null || hit.time === undefined ? "" : playButton(hit),
+              hit.time === null || hit.time === undefined ? "" : el("p", { class: "line" }, playButton(hit)),
             ),
           ),
         );
@@ -789,6 +789,7 @@
             {},
             el("a", { href: passageLink(c), text: c.source_title || "Source" }),
             el("span", { class: "muted", text: `${c.page ? ` page ${c.page} ·` : c.time_label ? ` ${c.time_label} ·` : ""} “${c.quote}”` }),
+            c.time === null || c.time === undefined ? "" : playButton(c),
           ),
         ),
       );
