@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from notebooks.ingest.media import clock
+
 DECLINE = "The sources in this notebook do not answer this question."
 
 # Tuned on SciFact train (make eval; a sweep over these four): a sentence scores its cosine to
@@ -51,6 +53,7 @@ class Evidence:
     position: int
     page: int | None
     text: str
+    time: float | None = None  # a recording's passage: where it starts, in seconds
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Citation:
     quote: str
     start: int  # the quote's offsets in the chunk's text
     end: int
+    time: float | None = None  # a recording's passage: where it starts, in seconds
+    time_label: str | None = None  # the same as 12:34
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -179,7 +184,19 @@ def answer_offline(
         c = candidates[i]
         p = passages[c.passage]
         citations.append(
-            Citation(number, p.source_id, p.source_title, p.chunk_id, p.position, p.page, c.text, c.start, c.end)
+            Citation(
+                number,
+                p.source_id,
+                p.source_title,
+                p.chunk_id,
+                p.position,
+                p.page,
+                c.text,
+                c.start,
+                c.end,
+                time=p.time,
+                time_label=None if p.time is None else clock(p.time),
+            )
         )
         delta = f"{' ' if text else ''}{c.text} [{number}]"
         text += delta

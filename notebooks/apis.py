@@ -1,4 +1,5 @@
 import dataclasses
+import mimetypes
 import re
 import unicodedata
 from typing import Any, cast
@@ -16,11 +17,13 @@ from rest_framework.views import APIView
 
 from backend.auth import aauthenticate
 from backend.errors import DomainError, error_body
+from backend.http import ranged_file_response
 from backend.models import Job
 from backend.runtime import events
 from backend.serializers import BatchSerializer, JobSerializer
 from backend.throttles import EnqueueThrottle, SourcesThrottle
 from notebooks import ask, search, selectors, services
+from notebooks.ingest.media import clock
 from notebooks.models import Notebook, Question, Source
 
 
@@ -160,7 +163,11 @@ class SourceListCreateApi(APIView):
             chosen = self.PriorityInput(data={"priority": form["priority"]} if "priority" in form else {})
             chosen.is_valid(raise_exception=True)
             added = services.sources_add(
-                notebook=notebook, owner=request.user, files=files, priority=chosen.validated_data.get("priority")
+                notebook=notebook,
+                owner=request.user,
+                files=files,
+                priority=chosen.validated_data.get("priority"),
+                language=str(form.get("language") or ""),  # a recording's language; detected when absent
             )
         else:
             data = self.JsonInput(data=request.data)
@@ -207,7 +214,15 @@ class SourceContentApi(APIView):
                 code="NOT_READY",
                 status_code=status.HTTP_409_CONFLICT,
             )
-        return Response({"id": str(source.id), "title": source.title, "text": source.text})
+        body: dict[str, Any] = {"id": str(source.id), "title": source.title, "text": source.text}
+        if source.content_type == "audio":
+            # The timed transcript: each segment is one line of `text`.
+            body.update(
+                language=source.language,
+                duration=source.duration,
+                segments=[{**s, "label": clock(s["start"])} for s in source.transcript],
+            )
+        return Response(body)
 
 
 def safe_filename(name: str, fallback: str) -> str:
@@ -223,6 +238,11 @@ class SourceFileApi(APIView):
         source = _source(request, notebook_id, source_id)
         if not source.file:
             raise DomainError("This source has no original file.", code="NO_FILE", status_code=404)
+        if source.content_type == "audio":
+            # Played in the page from a timestamp: served inline with Range, so a player can seek.
+            name = safe_filename(source.original_filename, "recording")
+            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            return ranged_file_response(request, str(source.file.name), mime, name)
         return FileResponse(
             source.file.open("rb"),
             as_attachment=True,
@@ -236,6 +256,8 @@ class HitSerializer(serializers.Serializer[Any]):
     source_title = serializers.CharField()
     position = serializers.IntegerField()
     page = serializers.IntegerField(allow_null=True)
+    time = serializers.FloatField(allow_null=True, help_text="a recording's passage: where it starts, in seconds")
+    time_label = serializers.CharField(allow_null=True, help_text="the same as 12:34")
     score = serializers.FloatField()
     text = serializers.CharField()
     char_start = serializers.IntegerField()
@@ -318,6 +340,8 @@ class CitationSerializer(serializers.Serializer[dict[str, Any]]):
     chunk_id = serializers.IntegerField()
     position = serializers.IntegerField()
     page = serializers.IntegerField(allow_null=True)
+    time = serializers.FloatField(allow_null=True, required=False)
+    time_label = serializers.CharField(allow_null=True, required=False)
     quote = serializers.CharField()
     start = serializers.IntegerField()
     end = serializers.IntegerField()

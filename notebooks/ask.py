@@ -124,7 +124,7 @@ def answer_for(
         hits = selectors.question_evidence(
             notebook=notebook, query=f"{context} {question}".strip(), source_ids=source_ids, k=EVIDENCE_PASSAGES
         )
-    evidence = [Evidence(h.chunk_id, h.source_id, h.source_title, h.position, h.page, h.text) for h in hits]
+    evidence = [Evidence(h.chunk_id, h.source_id, h.source_title, h.position, h.page, h.text, h.time) for h in hits]
     progress(40, "Writing the answer")
     if llm_configured() if use_llm is None else use_llm:
         stream = functools.partial(
@@ -255,7 +255,7 @@ def question_delete(*, question: Question) -> None:
 def _note_text(question: Question) -> str:
     lines = [question.answer, "", f"Question: {question.question}", "", "Sources:"]
     for c in question.citations:
-        where = f", page {c['page']}" if c.get("page") else ""
+        where = f", page {c['page']}" if c.get("page") else f" at {c['time_label']}" if c.get("time_label") else ""
         lines.append(f'[{c["number"]}] {c["source_title"]}{where}: "{c["quote"]}"')
     return "\n".join(lines)
 

@@ -63,6 +63,11 @@ class Source(models.Model):
     page_count = models.PositiveIntegerField(default=0)
     word_count = models.PositiveIntegerField(default=0)
     chunk_count = models.PositiveIntegerField(default=0)
+    # Recordings: the language asked for at upload ("" = detect) or detected, the seconds of
+    # audio, and the timed transcript [{start, end, text}] whose lines make up `text`.
+    language = models.CharField(max_length=16, blank=True, default="")
+    duration = models.FloatField(null=True, blank=True)
+    transcript = models.JSONField(default=list, blank=True)
     job_id = models.CharField(max_length=64, blank=True)
     # A note's citations ([{number, source_id, chunk_id, page, quote}]): links to the passages
     # the saved answer quoted.
@@ -87,6 +92,9 @@ class Chunk(models.Model):
     char_start = models.PositiveIntegerField()
     char_end = models.PositiveIntegerField()
     page = models.PositiveIntegerField(null=True, blank=True)
+    # The media time (seconds) a recording's passage covers; null for documents.
+    time_start = models.FloatField(null=True, blank=True)
+    time_end = models.FloatField(null=True, blank=True)
     embedding = models.BinaryField()  # float32, L2-normalised
 
     class Meta:

@@ -23,6 +23,7 @@ from django.db.models import Count, Sum
 
 from backend.errors import DomainError
 from notebooks.ingest.keywords import KeywordIndex, Query, Vocabulary, parse_query, snippet
+from notebooks.ingest.media import clock
 from notebooks.ingest.minilm import DIM
 from notebooks.models import Chunk, Notebook
 
@@ -53,6 +54,8 @@ class Hit:
     score: float
     char_start: int
     char_end: int
+    time: float | None = None  # a recording's passage: where it starts, in seconds
+    time_label: str | None = None  # the same as 12:34
     rank_semantic: int | None = None  # 1 = first on that side; None: not among its candidates
     rank_keyword: int | None = None
     snippet: str = ""
@@ -323,7 +326,7 @@ def _hits(
     cached: _Snapshot, order: list[tuple[int, float]], rank_s: dict[int, int], rank_k: dict[int, int], query: Query
 ) -> list[Hit]:
     # Plain rows, not models: no embedding blobs, no Source objects for ten hits.
-    fields = ("id", "source_id", "source__title", "position", "page", "text", "char_start", "char_end")
+    fields = ("id", "source_id", "source__title", "position", "page", "text", "char_start", "char_end", "time_start")
     rows = Chunk.objects.filter(id__in=[int(cached.ids[row]) for row, _ in order]).values_list(*fields)
     chunks = {row[0]: row for row in rows}
     hits = []
@@ -331,7 +334,7 @@ def _hits(
         found = chunks.get(int(cached.ids[row]))
         if found is None:  # deleted since the cache was built
             continue
-        chunk_id, source_id, source_title, position, page, text, char_start, char_end = found
+        chunk_id, source_id, source_title, position, page, text, char_start, char_end, time_start = found
         window, spans = snippet(text, query)
         hits.append(
             Hit(
@@ -344,6 +347,8 @@ def _hits(
                 score=round(score, 4),
                 char_start=char_start,
                 char_end=char_end,
+                time=time_start,
+                time_label=None if time_start is None else clock(time_start),
                 rank_semantic=rank_s.get(row),
                 rank_keyword=rank_k.get(row),
                 snippet=window,

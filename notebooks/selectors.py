@@ -58,6 +58,7 @@ class Passage:
     text: str
     score: float
     embedding: npt.NDArray[np.float32]
+    time: float | None = None  # a recording's passage: where it starts, in seconds
 
 
 def passages(
@@ -94,6 +95,7 @@ def passages(
             source_title=chunks[i].source.title,
             position=chunks[i].position,
             page=chunks[i].page,
+            time=chunks[i].time_start,
             text=chunks[i].text,
             score=round(float(scores[i]), 4),
             embedding=vectors[i],
@@ -124,7 +126,7 @@ def topic_passages(
     embed([topic, *(h.text[a:b] for h in hits for a, b in sentence_spans(h.text))])
     scored = []
     for hit in hits:
-        evidence = Evidence(hit.chunk_id, hit.source_id, hit.source_title, hit.position, hit.page, hit.text)
+        evidence = Evidence(hit.chunk_id, hit.source_id, hit.source_title, hit.position, hit.page, hit.text, hit.time)
         answer = answer_offline(topic, [evidence], embed)
         if answer.answered:
             scored.append((hit, answer.best_score))
@@ -140,6 +142,7 @@ def topic_passages(
             text=hit.text,
             score=score,
             embedding=np.frombuffer(blobs[hit.chunk_id], dtype=np.float32),
+            time=hit.time,
         )
         for hit, score in scored
         if hit.chunk_id in blobs  # deleted since the search

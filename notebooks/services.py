@@ -128,6 +128,23 @@ def ingestion_preload() -> None:
 
     chunking.default_token_counter()  # loads the chunker's tokenizer (18 ms)
     preload_embedder(settings.QUIRE_EMBEDDER)
+    try:
+        from pathlib import Path
+
+        from notebooks.ingest.media import preload
+
+        preload(settings.QUIRE_WHISPER_MODEL, Path(settings.QUIRE_MODEL_CACHE_DIR))
+    except Exception:
+        # Documents are still processed; a recording's job fails with the reason.
+        logger.warning("The speech model could not be preloaded", exc_info=True)
+
+
+def whisper() -> Any:
+    from pathlib import Path
+
+    from notebooks.ingest.media import get_model
+
+    return get_model(settings.QUIRE_WHISPER_MODEL, Path(settings.QUIRE_MODEL_CACHE_DIR), settings.QUIRE_WHISPER_THREADS)
 
 
 def fetch_policy() -> FetchPolicy:
@@ -155,9 +172,11 @@ class _CheckedFile:
 
 
 def _check_files(files: Sequence[UploadedFile[Any]]) -> list[_CheckedFile]:
-    """Everything knowable before queueing: count, size, emptiness, real type. Any bad file
-    rejects the whole request, so nothing is half-added."""
+    """Everything knowable before queueing: count, size, emptiness, real type (a recording's
+    container probed: a sound track, its length). Any bad file rejects the whole request, so
+    nothing is half-added."""
     from notebooks.ingest.filetypes import detect_type
+    from notebooks.ingest.media import probe
 
     if len(files) > settings.QUIRE_MAX_FILES_PER_REQUEST:
         raise SourceRejected(
@@ -176,19 +195,41 @@ def _check_files(files: Sequence[UploadedFile[Any]]) -> list[_CheckedFile]:
         data = b"".join(upload.chunks())
         try:
             kind = detect_type(data, name)
+            if kind == "audio":
+                probe(data, max_seconds=settings.QUIRE_MEDIA_MAX_SECONDS)
         except IngestError as exc:
             problems.append({"file": name, "code": exc.code, "message": exc.message})
             continue
         checked.append(_CheckedFile(upload=upload, kind=kind, digest=hashlib.sha256(data).hexdigest()))
     if problems:
-        unsupported = all(p["code"] in ("UNSUPPORTED_TYPE", "TYPE_MISMATCH") for p in problems)
+        unsupported = all(p["code"] in ("UNSUPPORTED_TYPE", "TYPE_MISMATCH", "NO_AUDIO") for p in problems)
+        too_long = all(p["code"] == "TOO_LONG" for p in problems)
         raise SourceRejected(
             problems[0]["message"] if len(problems) == 1 else f"{len(problems)} files were refused.",
             code=problems[0]["code"] if len(problems) == 1 else "FILES_REFUSED",
             details=problems,
-            status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE if unsupported else status.HTTP_400_BAD_REQUEST,
+            status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+            if unsupported
+            else status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+            if too_long
+            else status.HTTP_400_BAD_REQUEST,
         )
     return checked
+
+
+def _check_language(language: str) -> str:
+    """A recording's language as Whisper names it ("en", "de"…); "" lets the model detect it."""
+    language = (language or "").strip().lower()
+    if not language:
+        return ""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    if language not in _LANGUAGE_CODES:
+        raise SourceRejected(
+            f"Unknown language {language[:20]!r}: give a code such as en, de, fr or es, or leave it out.",
+            code="UNKNOWN_LANGUAGE",
+        )
+    return language
 
 
 def _check_urls(urls: Sequence[str]) -> None:
@@ -215,6 +256,7 @@ def sources_add(
     text: str | None = None,
     title: str = "",
     priority: str | None = None,
+    language: str = "",
 ) -> SourcesAdded:
     """Check, store and enqueue new sources as one batch; when the batch ends, its last job
     asks for an overview rebuild (``overview_request``, coalesced per notebook).
@@ -224,6 +266,7 @@ def sources_add(
         many = len(files) + len(urls) + (text is not None) > settings.QUIRE_FAIR["BULK_THRESHOLD"]
         priority = Job.Priority.BULK if many else Job.Priority.INTERACTIVE
     checked = _check_files(files)
+    language = _check_language(language)
     _check_urls(urls)
     if text is not None and not text.strip():
         raise SourceRejected("The text is empty.", code="EMPTY_TEXT")
@@ -253,6 +296,7 @@ def sources_add(
                         title,
                         store_missing=attempt == STORE_ATTEMPTS,
                         priority=priority,
+                        language=language,
                     )
                 break
             except _NotStoredYet:
@@ -321,6 +365,7 @@ def _create_sources(
     *,
     store_missing: bool,
     priority: str,
+    language: str = "",
 ) -> SourcesAdded:
     from notebooks.jobs import process_source
 
@@ -347,6 +392,7 @@ def _create_sources(
             content_type=item.kind,
             size=item.upload.size or 0,
             content_hash=item.digest,
+            language=language if item.kind == "audio" else "",
         )
         if item.digest not in stored:  # counted as a duplicate until that source went away
             if not store_missing:
@@ -421,17 +467,22 @@ def source_process(*, source_id: str) -> None:
     if source is None:
         logger.info("Source %s is gone; nothing to process", source_id)
         return
+    timed: _Timed | None = None
     try:
         if source.kind in (Source.Kind.TEXT, Source.Kind.NOTE):
             progress(5, "Reading text")
             extracted = extracted_from_text(source.text, title=source.title)
         else:
             data, kind = _read_source(source)
-            progress(15, "Extracting text")
-            extracted = extract(data, kind, max_pages=settings.QUIRE_MAX_PDF_PAGES)
+            if kind == "audio":
+                extracted, timed = _transcribe(source, data)
+            else:
+                progress(15, "Extracting text")
+                extracted = extract(data, kind, max_pages=settings.QUIRE_MAX_PDF_PAGES)
         chunks = chunk_text(extracted.text, extracted.pages)
     except IngestError as exc:
         raise JobError(exc.code, exc.message) from exc
+    times = [timed.time_range(c.char_start, c.char_end) if timed else (None, None) for c in chunks]
 
     # A step is reported as it starts, once per step that takes a user-visible time: chunking
     # (a few ms) goes with the embedding it leads to, and the last batch with the indexing
@@ -440,7 +491,8 @@ def source_process(*, source_id: str) -> None:
     vectors = []
     model = embedder()
     for start in range(0, len(chunks), EMBED_BATCH):
-        progress(25 + int(70 * start / len(chunks)), f"Embedding chunk {start}/{len(chunks)}")
+        low, span = (76, 20) if timed else (25, 70)  # a recording's first three quarters were its transcription
+        progress(low + int(span * start / len(chunks)), f"Embedding chunk {start}/{len(chunks)}")
         batch = chunks[start : start + EMBED_BATCH]
         vectors.append(model.embed([c.text for c in batch]))
     matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, model.dim), np.float32)
@@ -463,6 +515,9 @@ def source_process(*, source_id: str) -> None:
                 page_count=extracted.page_count,
                 word_count=extracted.word_count,
                 chunk_count=len(chunks),
+                language=timed.language if timed else source.language,
+                duration=timed.duration if timed else None,
+                transcript=timed.segments if timed else [],
                 error="",
                 error_code="",
                 updated_at=timezone.now(),
@@ -483,11 +538,65 @@ def source_process(*, source_id: str) -> None:
                 char_start=c.char_start,
                 char_end=c.char_end,
                 page=c.page,
+                time_start=times[i][0],
+                time_end=times[i][1],
                 embedding=matrix[i].tobytes(),
             )
             for i, c in enumerate(chunks)
         )
         Notebook.objects.filter(id=source.notebook_id).update(chunks_version=F("chunks_version") + 1)
+
+
+@dataclass
+class _Timed:
+    """A recording's transcript: its segments and where each sits in the source's text."""
+
+    segments: list[dict[str, Any]]
+    spans: list[tuple[int, int]]
+    language: str
+    duration: float
+
+    def time_range(self, char_start: int, char_end: int) -> tuple[float | None, float | None]:
+        import bisect
+
+        first = bisect.bisect_right([end for _, end in self.spans], char_start)
+        last = bisect.bisect_left([start for start, _ in self.spans], char_end) - 1
+        if first >= len(self.segments) or last < first:
+            return None, None
+        return self.segments[first]["start"], self.segments[last]["end"]
+
+
+def _transcribe(source: Source, data: bytes) -> tuple[Any, _Timed]:
+    """The recording's speech as the source's text, reporting progress in media time; the
+    cancel flag is checked after every segment (each report checks it)."""
+    from notebooks.ingest.extract import Extracted
+    from notebooks.ingest.media import ModelUnavailable, clock, probe, transcribe, transcript_text
+
+    limit = settings.QUIRE_MEDIA_MAX_SECONDS
+    info = probe(data, max_seconds=limit)
+    total = max(info.duration, 1.0)
+    progress(8, f"Transcribing 0:00 of {clock(info.duration)}")
+    try:
+        model = whisper()
+    except ModelUnavailable as exc:
+        raise JobError("SPEECH_MODEL_UNAVAILABLE", str(exc)) from exc
+
+    def report(at: float) -> None:
+        shown = min(at, info.duration) if info.duration else at
+        progress(10 + int(65 * min(at / total, 1.0)), f"Transcribing {clock(shown)} of {clock(info.duration)}")
+
+    result = transcribe(model, data, max_seconds=limit, language=source.language or None, on_segment=report)
+    text, spans = transcript_text(result)
+    segments = [{"start": s.start, "end": s.end, "text": s.text} for s in result.segments]
+    extracted = Extracted(
+        text=text,
+        pages=[],
+        title=None,
+        word_count=len(text.split()),
+        page_count=0,
+        extractor=f"whisper-{settings.QUIRE_WHISPER_MODEL}",
+    )
+    return extracted, _Timed(segments=segments, spans=spans, language=result.language, duration=result.duration)
 
 
 def _read_source(source: Source) -> tuple[bytes, Kind]:

@@ -87,6 +87,7 @@ def report_generate(*, report_id: str) -> dict[str, Any] | None:
             chunk_id=str(p.chunk_id),
             position=p.position,
             page=p.page,
+            time=p.time,
             text=p.text,
             score=p.score,
             embedding=p.embedding,

@@ -355,6 +355,67 @@ def test_it_follows_dropped_and_pasted_sources_to_ready_or_failed_without_pollin
     assert all("status of 400" in e for e in console.errors), console.errors
 
 
+@browser_test
+def test_a_dropped_recording_is_transcribed_and_a_search_hit_plays_it_from_its_moment(
+    workers: Any, live_server_url: str, make_user: Any, context: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    from notebooks.ingest import speech_samples
+
+    sentences = [s.strip() + "." for s in speech_samples.SCRIPT.split(".") if s.strip()]
+    audio, rate, times = speech_samples.speak(sentences)
+    user = make_user()
+    page = context.new_page()
+    console = Console(page)
+    log_in(page, live_server_url, user)
+    notebook = notebook_services.notebook_create(owner=user, title="Recorded")
+    page.goto(f"{live_server_url}/notebooks/{notebook.id}/")
+    expect(page.locator("body")).to_have_attribute("data-loaded", "")
+    assert "audio/*" in (page.locator("#files").get_attribute("accept") or "")
+    # Every message the source's row shows, as it changes.
+    page.evaluate(
+        """() => { window.__messages = [];
+            new MutationObserver(() => document.querySelectorAll('#sources .message').forEach(
+                m => window.__messages.push(m.textContent)))
+            .observe(document.body, {subtree: true, childList: true}); }"""
+    )
+    wav = speech_samples.wav_bytes(audio, rate)
+    dropped = [{"name": "talk.wav", "type": "audio/wav", "base64": base64.b64encode(wav).decode()}]
+    page.evaluate(DROP_FILES, [page.locator("#upload-form").element_handle(), dropped])
+    expect(row(page, "source", "talk").locator(".status")).to_have_text("ready", timeout=90 * SECOND)
+    assert any(re.match(r"Transcribing \d+:\d\d of 0:15", m) for m in page.evaluate("window.__messages"))
+
+    page.locator("#q").fill("ash clouds ground aircraft")
+    page.locator("#q").press("Enter")
+    play = page.locator("#results li.hit button.play").first
+    expect(play).to_be_visible()
+    label = play.text_content() or ""
+    assert re.fullmatch(r"▶ 0:\d\d", label), label
+    play.click()
+    player = page.locator("#player")
+    expect(player).to_be_visible()
+    assert "#t=" in (player.get_attribute("src") or "")
+    start = int(label[-2:])
+    page.wait_for_function(
+        "(at) => document.getElementById('player').currentTime >= at", arg=start, timeout=15 * SECOND
+    )
+    assert start <= times[3][0] + 1
+
+    # An answer's citation of the recording plays it from the cited moment too.
+    page.get_by_label("Ask this notebook a question").fill("How do scientists predict an eruption?")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    cited = page.locator("#answer-citations button.play").first
+    expect(cited).to_be_visible(timeout=60 * SECOND)
+    cited_at = int((cited.text_content() or "")[-2:])
+    cited.click()
+    page.wait_for_function(
+        "(at) => document.getElementById('player').currentTime >= at", arg=cited_at, timeout=15 * SECOND
+    )
+    assert not unnamed_controls(page)
+    assert not console.errors, console.errors
+
+
 # Before the page's scripts: remember the page's event stream, and hold the answer to a POST
 # of sources until that stream has delivered a job's end (to the page's own listener first).
 HOLD_UPLOAD_UNTIL_A_JOB_ENDS = """(() => {

@@ -104,6 +104,7 @@ def notebook_detail(request: HttpRequest, notebook_id: uuid.UUID) -> HttpRespons
         "jobCancel": reverse("job-cancel", kwargs={"job_id": "JOBID"}).replace("JOBID", "{id}"),
         "batchRetry": _pattern("batch-retry-failed", batch_id=None),
         "sourcePage": _pattern("web:source", **nb, source_id=None),
+        "sourceFile": _pattern("source-file", **nb, source_id=None),
         "reportPage": _pattern("web:report", **nb, report_id=None),
         "podcastPage": _pattern("web:podcast", **nb, podcast_id=None),
     }

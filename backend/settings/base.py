@@ -281,6 +281,11 @@ QUIRE_FETCH_ALLOWED_PORTS = env.list("QUIRE_FETCH_ALLOWED_PORTS", cast=int, defa
 QUIRE_FETCH_MAX_BYTES = env.int("QUIRE_FETCH_MAX_BYTES", default=20 * 1024 * 1024)
 QUIRE_FETCH_TIMEOUT_SECONDS = env.float("QUIRE_FETCH_TIMEOUT_SECONDS", default=30.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # JSON bodies (pasted text)
+# Audio and video sources (notebooks/ingest/media.py): transcribed offline by faster-whisper.
+QUIRE_MEDIA_MAX_SECONDS = env.float("QUIRE_MEDIA_MAX_SECONDS", default=4 * 3600.0)
+QUIRE_WHISPER_MODEL = env.str("QUIRE_WHISPER_MODEL", default="base")  # "small" once its packages are installed
+QUIRE_WHISPER_THREADS = env.int("QUIRE_WHISPER_THREADS", default=0)  # 0: CTranslate2 picks
+QUIRE_MODEL_CACHE_DIR = env.str("QUIRE_MODEL_CACHE_DIR", default=str(DATA_DIR / "models"))
 # Loaded by a forking worker before it forks, so every job's work-horse inherits it.
 QUIRE_WORKER_PRELOAD: dict[str, list[str]] = {
     "notebook_processing": ["notebooks.services.ingestion_preload"],

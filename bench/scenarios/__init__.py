@@ -2,9 +2,9 @@
 
 from types import ModuleType
 
-from bench.scenarios import ask, bulk, fairness, generation, ingestion, jobs, live, memory, search, upload
+from bench.scenarios import ask, bulk, fairness, generation, ingestion, jobs, live, media, memory, search, upload
 
-ORDER: list[ModuleType] = [jobs, ingestion, memory, upload, search, ask, live, generation, bulk, fairness]
+ORDER: list[ModuleType] = [jobs, ingestion, memory, upload, search, ask, live, generation, bulk, fairness, media]
 ALIASES = {
     "job-overhead": "jobs",
     "job_overhead": "jobs",
@@ -16,6 +16,7 @@ ALIASES = {
     "podcast": "generation",
     "fair": "fairness",
     "questions": "ask",
+    "transcription": "media",
 }
 
 

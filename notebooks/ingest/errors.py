@@ -64,3 +64,15 @@ class TooLarge(_Coded):
 
 class EmbedderUnavailable(_Coded):
     CODE = "EMBEDDER_UNAVAILABLE"
+
+
+class NoAudio(_Coded):
+    """A recording container with no sound track (a silent video): nothing to transcribe."""
+
+    CODE = "NO_AUDIO"
+
+
+class TooLong(_Coded):
+    """A recording longer than QUIRE_MEDIA_MAX_SECONDS, by its header or by what decodes."""
+
+    CODE = "TOO_LONG"

@@ -20,8 +20,9 @@ import zipfile
 from typing import Final, Literal, TypeAlias, get_args
 
 from notebooks.ingest.errors import EmptyFile, ExtractionFailed, TypeMismatch, UnsupportedType
+from notebooks.ingest.media import looks_like_media
 
-Kind: TypeAlias = Literal["pdf", "docx", "txt", "md", "html"]
+Kind: TypeAlias = Literal["pdf", "docx", "txt", "md", "html", "audio"]
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
 
 # Bytes, or a path to a file on local disk (a str is never taken as a path: it could be text).
@@ -38,8 +39,13 @@ EXTENSIONS: Final[dict[str, Kind]] = {
     ".htm": "html",
     ".xhtml": "html",
 }
+# Audio and video: "audio" is the kind of both (only the sound is read). The content decides
+# here, not the name: a recording named .mp3 that is really a PDF is read as the PDF it is.
+MEDIA_EXTENSIONS: Final = frozenset(
+    {".mp3", ".wav", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".flac", ".mp4", ".m4v", ".webm", ".mkv", ".mov"}
+)
 _TEXT_KINDS: Final = frozenset({"txt", "md", "html"})
-_SUPPORTED = "Upload a PDF, Word (.docx), plain text, Markdown or HTML file."
+_SUPPORTED = "Upload a PDF, Word (.docx), plain text, Markdown or HTML file, or an audio or video recording."
 
 # Formats told apart by their first bytes, so a mismatch message can say what the file is.
 _MAGIC: Final[tuple[tuple[bytes, str], ...]] = (
@@ -149,10 +155,24 @@ def detect_type(source: Source, filename: str) -> Kind:
     if not data:
         raise EmptyFile()
     ext = extension_of(filename)
-    if ext and ext not in EXTENSIONS:
+    if ext in MEDIA_EXTENSIONS:
+        found, description = _sniff(data)
+        if found is None:
+            raise UnsupportedType(
+                f"The file is named {ext} but its content is {description}, not a recording Quire can read."
+            )
+        kind = found
+    elif ext and ext not in EXTENSIONS:
         shown = ext if re.fullmatch(r"\.[a-z0-9]{1,10}", ext) else "this type"
         raise UnsupportedType(f"Files of type {shown} are not supported. {_SUPPORTED}")
+    else:
+        kind = _kind_for_claim(data, ext)
+    if kind in _TEXT_KINDS and len(data) <= SNIFF_BYTES and not decode_text(data).strip():
+        raise EmptyFile("The file contains only whitespace.")
+    return kind
 
+
+def _kind_for_claim(data: bytes, ext: str) -> Kind:
     found, description = _sniff(data)
     claimed = EXTENSIONS.get(ext)
     if claimed is None:
@@ -165,9 +185,6 @@ def detect_type(source: Source, filename: str) -> Kind:
         kind = claimed
     else:
         raise TypeMismatch(f"The file is named {ext} but its content is {description}.")
-
-    if kind in _TEXT_KINDS and len(data) <= SNIFF_BYTES and not decode_text(data).strip():
-        raise EmptyFile("The file contains only whitespace.")
     return kind
 
 
@@ -178,6 +195,8 @@ def _sniff(data: bytes) -> tuple[Kind | None, str]:
         return "pdf", "a PDF document"
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _sniff_zip(data)
+    if looks_like_media(data):
+        return "audio", "an audio or video recording"
     for magic, description in _MAGIC:
         if data.startswith(magic):
             return None, description

@@ -75,6 +75,7 @@ class CitationRegistry:
                     chunk_id=p.chunk_id,
                     page=p.page,
                     quote=self._quote(index),
+                    time=p.time,
                 )
             )
         return out
@@ -153,7 +154,7 @@ def introduction(passages: Sequence[Passage], outline: Sequence[OutlineSection],
 def references(citations: Sequence[Citation]) -> str:
     lines = []
     for c in citations:
-        where = f", p. {c.page}" if c.page is not None else ""
+        where = c.where
         quote = tx.collapse(c.quote)
         short = tx.truncate_words(quote, REFERENCE_QUOTE_CHARS)
         if len(short) < len(quote):

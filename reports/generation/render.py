@@ -173,7 +173,7 @@ def render_inline(text: str, cites: Mapping[int, Citation]) -> str:
 
 
 def _tooltip(citation: Citation) -> str:
-    where = f", p. {citation.page}" if citation.page is not None else ""
+    where = citation.where
     quote = tx.collapse(citation.quote)
     short = tx.truncate_words(quote, TITLE_QUOTE_CHARS)
     return f"{citation.source_title}{where}: \u201c{short}{'…' if len(short) < len(quote) else ''}\u201d"

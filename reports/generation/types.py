@@ -9,6 +9,8 @@ from typing import Any, Final, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from notebooks.ingest.media import clock
+
 Vector = npt.NDArray[np.float32]
 Length = Literal["short", "medium", "long"]
 Style = Literal["summary", "briefing", "study-guide"]
@@ -32,6 +34,7 @@ class Passage:
     score: float = 0.0  # retrieval relevance; equal for every passage of a whole-notebook report
     # A unit-length (384,) float32 vector, or None to group passages by their words instead.
     embedding: Vector | None = field(default=None, compare=False, repr=False)
+    time: float | None = None  # a recording's passage: where it starts, in seconds
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,14 @@ class Citation:
     chunk_id: str
     page: int | None
     quote: str
+    time: float | None = None  # a recording's passage: where it starts, in seconds
+
+    @property
+    def where(self) -> str:
+        """ ", p. 3" for a page, " at 12:34" for a moment of a recording, else ""."""
+        if self.page is not None:
+            return f", p. {self.page}"
+        return f" at {clock(self.time)}" if self.time is not None else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +63,8 @@ class Citation:
             "source_title": self.source_title,
             "chunk_id": self.chunk_id,
             "page": self.page,
+            "time": self.time,
+            "time_label": None if self.time is None else clock(self.time),
             "quote": self.quote,
         }
 

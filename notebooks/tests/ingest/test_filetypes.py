@@ -166,3 +166,38 @@ def test_it_refuses_text_full_of_control_characters() -> None:
 )
 def test_it_finds_the_extension(filename: str, ext: str) -> None:
     assert extension_of(filename) == ext
+
+
+# Recordings: the first bytes of each accepted container, however the file is named.
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(32)
+RECORDINGS = [
+    (WAV, "talk.wav"),
+    (b"ID3\x04\x00\x00" + bytes(64), "song.mp3"),
+    (b"\xff\xfb\x90\x64" + bytes(64), "song.mp3"),  # an MP3 frame, no tag
+    (b"\xff\xf1\x50\x80" + bytes(64), "talk.aac"),  # ADTS AAC
+    (b"OggS\x00\x02" + bytes(64), "talk.opus"),
+    (b"fLaC\x00\x00\x00\x22" + bytes(64), "talk.flac"),
+    (b"\x00\x00\x00\x20ftypisom" + bytes(64), "screen.mp4"),
+    (b"\x00\x00\x00\x20ftypM4A " + bytes(64), "memo.m4a"),
+    (b"\x00\x00\x00\x14ftypqt  " + bytes(64), "clip.mov"),
+    (b"\x1a\x45\xdf\xa3" + bytes(64), "call.webm"),
+    (b"\x1a\x45\xdf\xa3" + bytes(64), "film.mkv"),
+    (WAV, "no-extension"),
+]
+
+
+@pytest.mark.parametrize(("data", "filename"), RECORDINGS)
+def test_it_recognises_recordings_by_their_content(data: bytes, filename: str) -> None:
+    assert detect_type(data, filename) == "audio"
+
+
+def test_a_recordings_name_does_not_decide_its_kind() -> None:
+    # A .mp3 that is a PDF is read as the PDF; one that is a program or noise is refused clearly.
+    assert detect_type(samples.make_pdf([["One page."]]), "talk.mp3") == "pdf"
+    with pytest.raises(UnsupportedType, match=r"named \.mp3 but its content is a program"):
+        detect_type(b"\x7fELF\x02\x01\x01" + bytes(64), "talk.mp3")
+    with pytest.raises(UnsupportedType, match="binary data"):
+        detect_type(bytes(range(256)) * 4, "talk.wav")
+    # A document name on a recording is a mismatch, as for any other content.
+    with pytest.raises(TypeMismatch, match="an audio or video recording"):
+        detect_type(WAV, "notes.pdf")

@@ -500,6 +500,27 @@
       return text.split(pattern).map((part, i) => (i % 2 ? el("mark", { text: part }) : part));
     }
 
+    // A recording's passage plays the original from the moment it is said: one shared <audio>
+    // element (a video's sound plays too), the file served with Range so the player can seek.
+    const player = el("audio", { id: "player", controls: "", preload: "none", hidden: "", "aria-label": "Recording player" });
+    document.getElementById("results").after(player);
+    function playButton(hit) {
+      const button = el("button", { type: "button", class: "play", text: `▶ ${hit.time_label}` });
+      button.setAttribute("aria-label", `Play ${hit.source_title || "the recording"} from ${hit.time_label}`);
+      button.addEventListener("click", () => {
+        const src = `${fill(urls.sourceFile, hit.source_id)}#t=${hit.time}`;
+        if (player.dataset.source === hit.source_id) {
+          player.currentTime = hit.time;
+        } else {
+          player.dataset.source = hit.source_id;
+          player.src = src;
+        }
+        player.hidden = false;
+        player.play().catch(() => {}); // a browser may refuse to autoplay; the controls remain
+      });
+      return button;
+    }
+
     async function runSearch(query) {
       searchInput.value = query;
       searchStatus.textContent = "Searching…";
@@ -535,6 +556,7 @@
                 }),
               ),
               el("p", { class: "passage" }, ...highlighted(hit.snippet || hit.text, stems)),
+              hit.time === null || hit.time === undefined ? "" : el("p", { class: "line" }, playButton(hit)),
             ),
           ),
         );
@@ -747,7 +769,11 @@
           const match = part.match(/^\[(\d+)\]$/);
           const citation = match && byNumber.get(match[1]);
           if (!citation) return part;
-          const where = citation.page ? `, page ${citation.page}` : "";
+          const where = citation.page
+            ? `, page ${citation.page}`
+            : citation.time_label
+              ? ` at ${citation.time_label}`
+              : "";
           return el("a", {
             class: "chip citation",
             href: passageLink(citation),
@@ -762,7 +788,8 @@
             "li",
             {},
             el("a", { href: passageLink(c), text: c.source_title || "Source" }),
-            el("span", { class: "muted", text: `${c.page ? ` page ${c.page} ·` : ""} “${c.quote}”` }),
+            el("span", { class: "muted", text: `${c.page ? ` page ${c.page} ·` : c.time_label ? ` ${c.time_label} ·` : ""} “${c.quote}”` }),
+            c.time === null || c.time === undefined ? "" : playButton(c),
           ),
         ),
       );
