@@ -249,7 +249,7 @@ def test_a_forking_worker_loads_its_model_at_start_not_in_its_first_job(workers:
         rss = int(psutil.Process(proc.pid).memory_info().rss)
         return rss if rss > baseline + 100 * 2**20 else None  # the embedding model: ~190 MB
 
-    wait_for(loaded, timeout=60, interval=0.5, message="the embedding model in the idle worker")
+    wait_for(loaded, timeout=120, interval=0.5, message="the embedding model in the idle worker")
     assert Job.objects.count() == 0  # no job ran: the worker loaded it by itself
 
 

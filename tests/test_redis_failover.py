@@ -278,7 +278,18 @@ def test_killing_the_redis_master_mid_batch_loses_no_job(topology: Topology) -> 
 
     ready = [s for s in found if s["status"] == "ready"]
     wrong_chunks = [s["original_filename"] for s in ready if s["chunk_count"] != expected[s["original_filename"]]]
-    ingest_jobs = t.jobs("kind LIKE 'notebooks.%'")
+    # The batch's overview runs after its last source (and now checks its suggested questions by
+    # answering them): wait for every notebook job to end before judging them.
+    ingest_jobs = wait_for(
+        lambda: (
+            (jobs := t.jobs("kind LIKE 'notebooks.%'"))
+            and all(j["status"] in ("succeeded", "failed", "cancelled") for j in jobs)
+            and jobs
+        ),
+        timeout=120,
+        interval=1,
+        message="every notebook job to end",
+    )
     ran_twice = [j["id"] for j in ingest_jobs if j["attempts"] > 1]
     scheduler_restarts = (t.logs / "scheduler.log").read_text().count("exited: scheduler")
     print(
