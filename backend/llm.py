@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 import httpx
@@ -58,8 +59,25 @@ def chat(
     ``base_url`` is the API root that ``/chat/completions`` is appended to, e.g.
     ``https://api.openai.com/v1`` or ``http://127.0.0.1:8080/v1``.
     """
-    url = base_url.rstrip("/") + "/chat/completions"
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    url, headers, payload = _request(base_url, messages, model, api_key, max_tokens, temperature, stream=False)
+    with _transport_errors(timeout):
+        with httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as client:
+            response = client.post(url, json=payload, headers=headers)
+    return _reply(response, api_key)
+
+
+def _request(
+    base_url: str,
+    messages: Sequence[Mapping[str, str]],
+    model: str,
+    api_key: str | None,
+    max_tokens: int,
+    temperature: float,
+    *,
+    stream: bool,
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The URL, headers and body of a chat completion request."""
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     payload = {
@@ -67,11 +85,16 @@ def chat(
         "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
         "max_tokens": max_tokens,
         "temperature": temperature,
-        "stream": False,
+        "stream": stream,
     }
+    return base_url.rstrip("/") + "/chat/completions", headers, payload
+
+
+@contextmanager
+def _transport_errors(timeout: float) -> Iterator[None]:
+    """httpx's failures as the LLMErrors callers handle."""
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as client:
-            response = client.post(url, json=payload, headers=headers)
+        yield
     except httpx.TimeoutException:
         raise LLMError(
             LLM_TIMEOUT, f"The language model did not answer within {timeout:g} seconds.", retryable=True
@@ -79,9 +102,8 @@ def chat(
     except (httpx.UnsupportedProtocol, httpx.InvalidURL):
         raise LLMError(LLM_UNAVAILABLE, "The language model endpoint URL is not valid.", retryable=False) from None
     except httpx.HTTPError as exc:
-        logger.warning("LLM endpoint unreachable: %s", type(exc).__name__)
+        logger.warning("LLM endpoint unreachable or stream broken: %s", type(exc).__name__)
         raise LLMError(LLM_UNAVAILABLE, "The language model endpoint could not be reached.", retryable=True) from None
-    return _reply(response, api_key)
 
 
 def chat_stream(
@@ -99,19 +121,9 @@ def chat_stream(
     streams (``"stream": true``, server-sent ``data:`` lines). ``timeout`` bounds the connection
     and each wait for the next piece, not the whole reply, so a long answer is not cut while a
     stalled endpoint is. The same ``LLMError``s as ``chat``, raised where they happen."""
-    url = base_url.rstrip("/") + "/chat/completions"
-    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    payload = {
-        "model": model,
-        "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-        "stream": True,
-    }
+    url, headers, payload = _request(base_url, messages, model, api_key, max_tokens, temperature, stream=True)
     wrote = False
-    try:
+    with _transport_errors(timeout):
         with (
             httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as client,
             client.stream("POST", url, json=payload, headers=headers) as response,
@@ -134,15 +146,6 @@ def chat_stream(
                 if piece:
                     wrote = True
                     yield piece
-    except httpx.TimeoutException:
-        raise LLMError(
-            LLM_TIMEOUT, f"The language model did not answer within {timeout:g} seconds.", retryable=True
-        ) from None
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL):
-        raise LLMError(LLM_UNAVAILABLE, "The language model endpoint URL is not valid.", retryable=False) from None
-    except httpx.HTTPError as exc:
-        logger.warning("LLM endpoint unreachable or stream broken: %s", type(exc).__name__)
-        raise LLMError(LLM_UNAVAILABLE, "The language model endpoint could not be reached.", retryable=True) from None
     if not wrote:
         raise LLMError(LLM_BAD_RESPONSE, "The language model returned an empty answer.", retryable=True)
 
