@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 run: install
 	$(PY) -m backend.embedded_redis -- $(PY) -m backend.devrun
 
-## Lint, type-check and run the whole suite, chaos tests included.
+## Lint, type-check, check the import contracts and run the whole suite, chaos tests included.
 test: lint suite
 
 ## The whole suite without the linters (DATABASE_URL=postgres://... to run it on PostgreSQL).
@@ -36,6 +36,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent
 LOG_DIR = ROOT / "var" / "test-logs"
 INLINE_QUEUES = [name for name in settings.RQ_QUEUES if name not in settings.FORKING_QUEUES]
 QUEUE_WORKER_CLASS = {
-    name: "backend.runtime.rq.ForkingWorker" if name in settings.FORKING_QUEUES else "backend.runtime.rq.InlineWorker"
+    name: "backend.runtime.workers.ForkingWorker"
+    if name in settings.FORKING_QUEUES
+    else "backend.runtime.workers.InlineWorker"
     for name in settings.RQ_QUEUES
 }
 

@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from backend import services
+from backend import runtime
 from backend.models import Batch, Job
 
 
@@ -22,9 +22,9 @@ class JobAdmin(admin.ModelAdmin[Job]):
         done = 0
         for job in queryset.filter(status__in=Job.ACTIVE):
             try:
-                services.job_cancel(job=job)
+                runtime.job_cancel(job=job)
                 done += 1
-            except services.JobNotCancellable:
+            except runtime.JobNotCancellable:
                 pass
         self.message_user(request, f"Cancelled {done} job(s).", messages.SUCCESS)
 
@@ -32,7 +32,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         done = 0
         for job in queryset.filter(status__in=(Job.Status.FAILED, Job.Status.CANCELLED)):
-            services.job_retry_now(job=job)
+            runtime.job_retry_now(job=job)
             done += 1
         self.message_user(request, f"Re-queued {done} job(s).", messages.SUCCESS)
 

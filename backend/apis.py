@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backend import selectors, services
+from backend import runtime, selectors
 from backend.health import health_report
 from backend.models import Batch, Job
 from backend.serializers import BatchSerializer, JobSerializer
@@ -47,7 +47,7 @@ class JobCancelApi(APIView):
     @swagger_auto_schema(request_body=no_body, responses={200: JobSerializer, 409: "already finished"})
     def post(self, request: Request, job_id: str) -> Response:
         job = get_object_or_404(Job, id=job_id, owner=request.user)
-        job = services.job_cancel(job=job)
+        job = runtime.job_cancel(job=job)
         return Response(JobSerializer(job).data)
 
 
@@ -66,7 +66,7 @@ class BatchRetryFailedApi(APIView):
     @swagger_auto_schema(request_body=no_body, responses={202: OutputSerializer, 409: "the batch still runs"})
     def post(self, request: Request, batch_id: str) -> Response:
         batch = get_object_or_404(Batch, id=batch_id, owner=request.user)
-        retried = services.batch_retry_failed(batch=batch)
+        retried = runtime.batch_retry_failed(batch=batch)
         return Response(self.OutputSerializer({"batch": batch.id, "retried": retried}).data, status=202)
 
 

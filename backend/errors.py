@@ -36,10 +36,6 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    from backend.services import JobNotCancellable
-
-    if isinstance(exc, JobNotCancellable):
-        exc = Conflict(str(exc), code="JOB_NOT_CANCELLABLE", details={"status": exc.job.status})
     if isinstance(exc, DomainError):
         response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
         retry_after = getattr(exc, "retry_after", None)

@@ -1,9 +1,12 @@
 """The system of record for background work: one Job row per job, grouped into batches."""
 
 import uuid
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Batch(models.Model):
@@ -105,3 +108,42 @@ class Job(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    def as_event(self) -> dict[str, Any]:
+        """The job as the live event stream sends it: the API's fields (backend/serializers.py,
+        which must render these the same; a test compares them) without the two read from
+        Redis, which the event stream adds (runtime/events.py)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "queue": self.queue,
+            "status": self.status,
+            "progress": self.progress,
+            "message": self.message,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "error": self.error,
+            "error_code": self.error_code,
+            "result": self.result,
+            "subject": {"type": self.subject_type.rsplit(".", 1)[-1], "id": self.subject_id}
+            if self.subject_type
+            else None,
+            "notebook": _text(self.notebook_id),
+            "batch": _text(self.batch_id),
+            "priority": self.priority,
+            "created_at": _instant(self.created_at),
+            "started_at": _instant(self.started_at),
+            "finished_at": _instant(self.finished_at),
+        }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _instant(value: datetime | None) -> str | None:
+    """As DRF renders a DateTimeField: ISO 8601 in the current time zone, UTC as "Z"."""
+    if value is None:
+        return None
+    text = timezone.localtime(value).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text

@@ -60,7 +60,7 @@ def measure(count: int) -> None:
     worker = rq_adapter.get_queue("default")
     subprocess.run(
         [sys.executable, "manage.py", "rqworker", "default", "--burst", "--worker-class",
-         "backend.runtime.rq.InlineWorker", "--serializer", "rq.serializers.JSONSerializer"],
+         "backend.runtime.workers.InlineWorker", "--serializer", "rq.serializers.JSONSerializer"],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     assert worker.count == 0

@@ -19,7 +19,7 @@ from backend.auth import aauthenticate
 from backend.errors import DomainError, error_body
 from backend.http import ranged_file_response
 from backend.models import Job
-from backend.runtime import events
+from backend.runtime import EVENT_ID, event_cursor, event_stream
 from backend.serializers import BatchSerializer, JobSerializer
 from backend.throttles import EnqueueThrottle, SourcesThrottle
 from notebooks import ask, search, selectors, services
@@ -319,10 +319,10 @@ async def notebook_events(request: HttpRequest, notebook_id: str) -> HttpRespons
     if not await Notebook.objects.filter(id=notebook_id, owner=user).aexists():
         return JsonResponse(error_body("NOT_FOUND", "Not found."), status=404)
     cursor = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
-    if not cursor or not events.EVENT_ID.fullmatch(cursor):
-        cursor = await events.cursor_now(notebook_id)
+    if not cursor or not EVENT_ID.fullmatch(cursor):
+        cursor = await event_cursor(notebook_id)
     response = StreamingHttpResponse(
-        events.stream(notebook_id, cursor, settings.QUIRE_SSE_HEARTBEAT_SECONDS),
+        event_stream(notebook_id, cursor, settings.QUIRE_SSE_HEARTBEAT_SECONDS),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"

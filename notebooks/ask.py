@@ -20,14 +20,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from backend.errors import DomainError
-from backend.llm import LLMError, chat_stream
 from backend.models import Job
-from backend.runtime import JobError, progress
-from backend.runtime.events import publish
-from backend.services import batch_create, jobs_cancel_active, subject_follow_job
+from backend.runtime import JobError, batch_create, jobs_cancel_active, progress, publish_event, subject_follow_job
 from notebooks import selectors
 from notebooks.answer import Answer, Evidence, answer_offline
 from notebooks.answer_llm import answer_with_llm
+from notebooks.llm import LLMError, chat_stream
 from notebooks.models import Notebook, Question, Source
 from notebooks.search import Hit
 
@@ -186,7 +184,7 @@ def question_answer(*, question_id: str) -> dict[str, Any] | None:
     use_llm = llm_configured()
 
     def streamed(text: str, delta: str) -> None:
-        publish(
+        publish_event(
             question.notebook_id,
             "answer",
             {"question": str(question.id), "text": text, "delta": delta, "done": False},
@@ -221,7 +219,7 @@ def question_answer(*, question_id: str) -> dict[str, Any] | None:
     )
     if not updated:
         return None
-    publish(
+    publish_event(
         question.notebook_id,
         "answer",
         {

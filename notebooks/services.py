@@ -21,8 +21,7 @@ from rest_framework import status
 
 from backend.errors import DomainError
 from backend.models import Batch, Job
-from backend.runtime import JobError, progress
-from backend.services import batch_create, jobs_cancel_active
+from backend.runtime import JobError, batch_create, current, get_kind, jobs_cancel_active, progress, publish_event
 from notebooks.fetch import FetchError, FetchPolicy, fetch, validate_url
 from notebooks.ingest.errors import IngestError
 from notebooks.models import Chunk, Notebook, Source
@@ -708,8 +707,6 @@ def overview_request(*, notebook_id: str, owner: Any = None, priority: str = "in
     3. A rebuild that is running (or retrying) read the notebook before this request: the new one
        depends on it, so it runs after it instead of beside it.
     Returns the rebuild queued here, or None."""
-    from backend.runtime import get_kind
-
     build = get_kind("notebooks.build_overview")
     assert build is not None
     waiting = Notebook.objects.filter(id=notebook_id).values_list("overview_waiting_job_id", flat=True).first()
@@ -740,7 +737,6 @@ def overview_request(*, notebook_id: str, owner: Any = None, priority: str = "in
 
 
 def overview_build(*, notebook_id: str) -> dict[str, Any] | None:
-    from backend.runtime import current, events
     from notebooks.ask import question_answerable
     from notebooks.overview import compute_overview
 
@@ -764,7 +760,7 @@ def overview_build(*, notebook_id: str) -> dict[str, Any] | None:
     )
     overview["source_count"] = source_count
     Notebook.objects.filter(id=notebook.id).update(overview=overview, overview_updated_at=timezone.now())
-    events.publish(notebook.id, "overview", overview)
+    publish_event(notebook.id, "overview", overview)
     return {"sources": source_count, "sampled_sources": len({c.source_id for c in chunks}), "chunks": len(chunks)}
 
 

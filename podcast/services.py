@@ -17,8 +17,7 @@ from rest_framework import status
 
 from backend.errors import DomainError
 from backend.models import Job
-from backend.runtime import JobError, progress
-from backend.services import jobs_cancel_active, subject_follow_job
+from backend.runtime import JobError, jobs_cancel_active, progress, subject_follow_job
 from notebooks import selectors as notebook_selectors
 from notebooks.models import Notebook
 from podcast.models import Podcast
@@ -186,7 +185,7 @@ def _topic_of(text: str, topics: list[str]) -> str:
 
 def podcast_follow_job(job: Job) -> None:
     """Status hook of podcast.generate_podcast. Idempotent: it runs again once a cancelled
-    job's worker has stopped (services.job_settled), to catch files written after the first pass."""
+    job's worker has stopped (runtime.state.job_settled), to catch files written after the first pass."""
     S = Podcast.Status
     subject_follow_job(
         job,

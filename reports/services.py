@@ -11,11 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from backend.errors import DomainError
-from backend.llm import LLMError
 from backend.models import Job
-from backend.runtime import JobError, progress
-from backend.services import jobs_cancel_active, subject_follow_job
+from backend.runtime import JobError, jobs_cancel_active, progress, subject_follow_job
 from notebooks import selectors as notebook_selectors
+from notebooks.llm import LLMError
 from notebooks.models import Notebook
 from reports.models import Report
 

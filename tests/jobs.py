@@ -4,13 +4,14 @@ They keep their bookkeeping in Redis (counters under keys the test chooses) so a
 see from outside how often and how far a job ran.
 """
 
+import asyncio
 import os
 import time
 from typing import Any
 
 from django.conf import settings
 
-from backend.runtime import JobError, job, progress
+from backend.runtime import JobError, aprogress, job, progress
 from backend.runtime import rq as rq_adapter
 
 
@@ -97,3 +98,28 @@ def fails_once_reports(*, key: str, fail: bool) -> int:
     if fail and runs == 1:
         raise JobError("EXTRACTION_FAILED", "The text could not be extracted.")
     return runs
+
+
+async def _async_steps(*, key: str, steps: int = 4, seconds: float = 0.4, failures: int = 0) -> dict[str, Any]:
+    """A coroutine job: reports progress between awaits; fails ``failures`` times, then succeeds."""
+    r = _redis()
+    attempt = int(r.incr(f"{key}:attempts"))
+    r.set(f"{key}:pid", os.getpid())
+    for step in range(steps):
+        await aprogress(int(100 * step / steps), f"Step {step + 1}/{steps}")
+        await asyncio.sleep(seconds / steps)
+    if attempt <= failures:
+        raise ConnectionError(f"transient failure {attempt}")
+    r.incr(f"{key}:effect")
+    return {"attempt": attempt, "steps": steps}
+
+
+@job("tests.async_steps", queue="default", retries=1, retry_intervals=[1])
+async def async_steps(*, key: str, steps: int = 4, seconds: float = 0.4, failures: int = 0) -> dict[str, Any]:
+    return await _async_steps(key=key, steps=steps, seconds=seconds, failures=failures)
+
+
+@job("tests.async_steps_reports", queue="reports", retries=1, retry_intervals=[1])
+async def async_steps_reports(*, key: str, steps: int = 4, seconds: float = 0.4, failures: int = 0) -> dict[str, Any]:
+    """tests.async_steps in a forked work-horse."""
+    return await _async_steps(key=key, steps=steps, seconds=seconds, failures=failures)

@@ -190,7 +190,7 @@ def test_two_dispatchers_racing_for_one_job_push_it_once(
 def test_retry_failed_reruns_exactly_the_failed_jobs_of_a_batch(
     workers: Any, redis_clean: Any, make_user: Any, api_client_for: Any
 ) -> None:
-    from backend.services import batch_create
+    from backend.runtime import batch_create
 
     owner, other = make_user(), make_user()
     batch = batch_create(owner=owner, label="five")

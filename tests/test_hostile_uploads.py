@@ -299,7 +299,7 @@ def test_a_file_whose_earlier_copy_failed_meanwhile_is_stored_outside_the_transa
 def test_files_of_committed_sources_stay_when_handing_their_jobs_over_fails(
     make_user: Any, redis_clean: Any, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    from backend import services as backend_services
+    from backend.runtime import state as job_state
     from notebooks import services
 
     # The push at commit is plain FIFO's path; with fair scheduling the dispatcher hands jobs
@@ -311,7 +311,7 @@ def test_files_of_committed_sources_stay_when_handing_their_jobs_over_fails(
     def broken_push(**kwargs: Any) -> bool:
         raise RuntimeError("push failed after the commit")
 
-    monkeypatch.setattr(backend_services, "job_push", broken_push)
+    monkeypatch.setattr(job_state, "job_push", broken_push)
     with pytest.raises(RuntimeError, match="after the commit"):
         services.sources_add(
             notebook=notebook, owner=user, files=[SimpleUploadedFile("roads.md", docs.roman_roads_markdown())]

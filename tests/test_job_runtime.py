@@ -148,7 +148,7 @@ def test_cancelling_a_running_inline_job_stops_it_at_its_next_progress_report(wo
     key = uuid.uuid4().hex
     job = kind("tests.sleeper_default").enqueue({"key": key, "seconds": 20, "steps": 40})
     wait_for(lambda: Job.objects.filter(id=job.id, status=Job.Status.RUNNING).exists(), message="running")
-    from backend.services import job_cancel
+    from backend.runtime import job_cancel
 
     job_cancel(job=Job.objects.get(id=job.id))
     wait_for(lambda: redis_clean.hget(f"rq:job:{job.id}", "status") == b"finished", timeout=5, message="job stops")
@@ -193,7 +193,7 @@ def test_fan_in_runs_the_dependent_job_once_after_all_three(workers: Any, redis_
 
 
 def test_batch_reports_aggregate_progress(workers: Any, redis_clean: Any, make_user: Any, api_client_for: Any) -> None:
-    from backend.services import batch_create
+    from backend.runtime import batch_create
 
     user = make_user()
     batch = batch_create(owner=user, label="three echoes")
@@ -212,7 +212,7 @@ def test_batch_reports_aggregate_progress(workers: Any, redis_clean: Any, make_u
 @pytest.mark.django_db
 def test_job_list_shows_only_own_jobs_with_filters(make_user: Any, api_client_for: Any) -> None:
     alice, bob = make_user(), make_user()
-    from backend.services import job_enqueue
+    from backend.runtime.state import job_enqueue
 
     mine = job_enqueue(kind=kind("tests.echo_default"), kwargs={"value": "a"}, owner=alice)
     job_enqueue(kind=kind("tests.echo_reports"), kwargs={"value": "b"}, owner=alice)
@@ -228,7 +228,7 @@ def test_job_list_shows_only_own_jobs_with_filters(make_user: Any, api_client_fo
 def test_another_users_jobs_batches_and_events_are_404(
     make_user: Any, api_client_for: Any, live_server_url: str
 ) -> None:
-    from backend.services import batch_create, job_enqueue
+    from backend.runtime.state import batch_create, job_enqueue
 
     alice, bob = make_user(), make_user()
     notebook = Notebook.objects.create(owner=alice, title="A's")
@@ -287,11 +287,12 @@ def test_a_workers_own_redis_client_serves_the_job_runtime_in_its_process(
     from redis import Redis
 
     from backend.runtime import rq as rq_adapter
+    from backend.runtime.workers import ForkingWorker
 
     monkeypatch.setattr(rq_adapter, "_clients", {})
     before = rq_adapter.connection("notebook_processing")  # made before the worker, as at start-up
     client = Redis.from_url(settings.RQ_QUEUES["notebook_processing"]["URL"])
-    worker = rq_adapter.ForkingWorker(["notebook_processing", "podcast"], connection=client)
+    worker = ForkingWorker(["notebook_processing", "podcast"], connection=client)
 
     assert worker.connection is client and before is not client
     assert rq_adapter.connection("notebook_processing") is client
@@ -303,7 +304,7 @@ def test_a_workers_own_redis_client_serves_the_job_runtime_in_its_process(
 def test_a_stale_attempt_cannot_change_the_run_that_replaced_it() -> None:
     """A worker cut off from the network wakes up after the reconciler gave its job to another
     worker: its progress, success, failure and "horse lost" reports leave the new run alone."""
-    from backend import services
+    from backend.runtime import state as services
 
     job = Job.objects.create(
         id=str(uuid.uuid4()), kind="tests.record", queue="default", func="tests.jobs.record", timeout=60,

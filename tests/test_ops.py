@@ -10,12 +10,13 @@ from django.utils import timezone
 from backend import services
 from backend.models import Job
 from backend.runtime import get_kind
+from backend.runtime.state import job_enqueue
 
 
 def make_job(**fields: Any) -> Job:
     kind = get_kind("tests.echo_default")
     assert kind is not None
-    job = services.job_enqueue(kind=kind, kwargs={"value": "x"})
+    job = job_enqueue(kind=kind, kwargs={"value": "x"})
     Job.objects.filter(id=job.id).update(**fields)
     return Job.objects.get(id=job.id)
 

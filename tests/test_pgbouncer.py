@@ -132,7 +132,7 @@ def test_web_and_workers_run_through_pgbouncer_in_transaction_mode(pgbouncer: in
         spawn("web", [sys.executable, "-m", "uvicorn", "backend.asgi:application", "--host", "127.0.0.1", "--port",
                       str(web_port)])  # fmt: skip
         for queue, worker_class in (("notebook_processing", "ForkingWorker"), ("default", "InlineWorker")):
-            worker = f"backend.runtime.rq.{worker_class}"
+            worker = f"backend.runtime.workers.{worker_class}"
             spawn(queue, [sys.executable, "manage.py", "rqworker", queue, "--worker-class", worker,
                           "--serializer", "rq.serializers.JSONSerializer"])  # fmt: skip
         base = f"http://127.0.0.1:{web_port}"

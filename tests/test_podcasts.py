@@ -170,7 +170,7 @@ def test_files_written_after_a_cancel_are_removed_once_the_worker_stops(
 ) -> None:
     """A cancel through the API cleans up at once, but the horse may write one more segment
     before it is killed; the second pass (job_settled) removes that too."""
-    from backend import services as job_services
+    from backend.runtime import state as job_services
 
     settings.QUIRE_PODCAST_WORK_DIR = str(tmp_path / "work")
     user = make_user()

@@ -119,7 +119,8 @@ class Topology:
         scheduler = ["--with-scheduler"] if worker_class == "InlineWorker" else []
         self.spawn(
             name,
-            [sys.executable, "manage.py", "rqworker", queue, "--worker-class", f"backend.runtime.rq.{worker_class}",
+            [sys.executable, "manage.py", "rqworker", queue,
+             "--worker-class", f"backend.runtime.workers.{worker_class}",
              "--serializer", "rq.serializers.JSONSerializer", *scheduler, "--name", name],
             env=self.env,
         )  # fmt: skip

@@ -168,7 +168,8 @@ def test_sources_go_through_s3_and_a_storage_outage_mid_job_is_retried(
         proxy.down()
         procs.append(subprocess.Popen(
             [sys.executable, "manage.py", "rqworker", "notebook_processing", "--worker-class",
-             "backend.runtime.rq.ForkingWorker", "--serializer", "rq.serializers.JSONSerializer", "--with-scheduler"],
+             "backend.runtime.workers.ForkingWorker", "--serializer", "rq.serializers.JSONSerializer",
+             "--with-scheduler"],
             cwd=ROOT, env=env, stdout=open(LOG_DIR / "s3-worker.log", "ab"), stderr=subprocess.STDOUT,
             start_new_session=True,
         ))  # fmt: skip

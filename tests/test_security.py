@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from backend import services as job_services
+from backend import runtime as job_services
 from backend.models import Job
 from backend.runtime import get_kind
 from notebooks.models import Chunk, Notebook, Question, Source

@@ -1,4 +1,5 @@
-"""Fair dispatch: the Job rows are the backlog, RQ's queues are kept shallow.
+"""Handing Job rows to RQ: ``job_push`` (one row, now) and fair dispatch (the Job rows are the
+backlog, RQ's queues are kept shallow).
 
 RQ runs a queue first-in first-out, so one user's import of a thousand files would make
 everyone else wait behind it. On the fair queues (settings.QUIRE_FAIR["QUEUES"]) a new job is
@@ -31,11 +32,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from backend.models import Job
+from backend.runtime import events
 from backend.runtime import rq as rq_adapter
+from backend.runtime.kinds import fault_hook
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +108,6 @@ def _free_places(queue: str) -> int:
 def claim_and_push(job_id: str) -> bool:
     """1. Claim the row (nothing updated: another dispatcher got there first, or it was
     cancelled). 2. Push it to RQ; if Redis fails now, the claimed row waits for the reconciler."""
-    from backend.services import job_push
-
     now = timezone.now()
     claimed = Job.objects.filter(id=job_id, status=S.QUEUED, dispatched_at__isnull=True).update(
         dispatched_at=now, updated_at=now
@@ -117,11 +119,49 @@ def claim_and_push(job_id: str) -> bool:
     return True
 
 
+def job_push(*, job_id: str, new: Job | None = None, replace: bool = True) -> bool:
+    """Give a queued or retrying job to RQ (again). Redis being down is not an error here:
+    the row stays and the reconciler pushes it when Redis is back. ``new``: the row that
+    job_enqueue just created and committed (not read again); ``replace=False``: its id is
+    fresh, so RQ holds no earlier copy to remove."""
+    job = new or Job.objects.filter(id=job_id, status__in=(S.QUEUED, S.RETRYING)).first()
+    if job is None:
+        return False
+    # Dependencies that already ended cannot be waited on in RQ (their keys may be gone).
+    pending = (
+        list(Job.objects.filter(id__in=job.depends_on).exclude(status__in=Job.TERMINAL).values_list("id", flat=True))
+        if job.depends_on
+        else []
+    )
+    # Publish before the push: once in RQ, a worker may publish "running" at any moment, and
+    # the stream must keep the causal order.
+    events.publish_job(job)
+    try:
+        rq_adapter.push(
+            job_id=job.id,
+            queue=job.queue,
+            func=job.func,
+            kwargs=job.kwargs,
+            timeout=job.timeout,
+            retries_left=max(job.max_attempts - job.attempts - 1, 0),
+            retry_intervals=job.retry_intervals,
+            depends_on=pending,
+            description=job.kind,
+            replace=replace,
+        )
+    except Exception:
+        logger.warning("Could not hand job %s to Redis; the reconciler will retry", job.id, exc_info=True)
+        return False
+    now = timezone.now()
+    # A row pushed without the dispatcher (fairness off, a retry) counts as dispatched too, so a
+    # dispatcher (another host's settings, or fairness switched on later) never pushes it again.
+    Job.objects.filter(id=job.id).update(enqueued_at=now, dispatched_at=Coalesce(F("dispatched_at"), Value(now)))
+    return True
+
+
 def _crash_point(job_id: str) -> None:
     """Where the tests kill a dispatcher between its claim and its push (settings.QUIRE_FAULT_INJECTION)."""
-    from backend.runtime import _fault_hook
-
-    hook = _fault_hook()
+    hook = fault_hook()
     if hook is not None:
         hook("dispatch", job_id, "Dispatching")
 

@@ -8,15 +8,18 @@ and a reconnecting client replays what it missed without a race between "replay"
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import redis.asyncio as aioredis
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from redis.asyncio.sentinel import Sentinel
+
+from backend.runtime.rq import connection, live_worker_count
 
 if TYPE_CHECKING:
     from backend.models import Job
@@ -31,8 +34,6 @@ def stream_key(notebook_id: Any) -> str:
 
 
 def publish(notebook_id: Any, event_type: str, payload: dict[str, Any]) -> str | None:
-    from backend.runtime.rq import connection
-
     try:
         event_id = connection().xadd(
             stream_key(notebook_id),
@@ -50,28 +51,28 @@ def publish(notebook_id: Any, event_type: str, payload: dict[str, Any]) -> str |
 def publish_job(job: Job) -> str | None:
     if job.notebook_id is None:
         return None
-    return publish(job.notebook_id, "job", dict(event_serializer().to_representation(job)))
+    return publish(job.notebook_id, "job", job_event(job))
 
 
-@functools.cache
-def event_serializer() -> Any:
-    """One JobSerializer for every event: DRF builds a ModelSerializer's fields (model
-    introspection, deep copies) per instance, which cost more than the rest of an event."""
-    from backend.serializers import JobSerializer
-
-    return JobSerializer(context={"event": True})
+def job_event(job: Job) -> dict[str, Any]:
+    """The job's own rendering plus what only Redis knows: the live workers while it waits (so
+    a page can say why it waits). No queue position: the "queued" event is published before
+    the push, and a position goes stale at once."""
+    workers: int | None = None
+    if job.status in ("queued", "retrying"):
+        try:
+            workers = live_worker_count(job.queue)
+        except Exception:
+            workers = None
+    return {**job.as_event(), "queue_position": None, "workers": workers}
 
 
 def _client(read_timeout: float) -> Any:
     """A Redis client for the event stream. The view's first read runs while it holds a request
     thread (backend.asgi), so a Redis that does not answer must not hold it for long."""
-    import redis.asyncio as aioredis
-
     config = settings.REDIS_CONNECTION
     if "URL" not in config:
         # Behind Sentinel the stream follows the master the sentinels name, like the queues.
-        from redis.asyncio.sentinel import Sentinel
-
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             config["SENTINELS"],
             sentinel_kwargs=config.get("SENTINEL_KWARGS", {}),

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import connections
+from django.utils import timezone
 
-from backend import services
-from backend.runtime import JobCancelled, JobContext, JobError, _current
+from backend.models import Job
 from backend.runtime import rq as rq_adapter
-
-if TYPE_CHECKING:
-    from backend.runtime import JobKind
+from backend.runtime import state
+from backend.runtime.context import JobContext, enter, leave
+from backend.runtime.dispatch import dispatch, is_fair
+from backend.runtime.events import job_event
+from backend.runtime.kinds import JobCancelled, JobError, JobKind
 
 logger = logging.getLogger("quire.jobs")
 
@@ -23,14 +27,9 @@ def warm_up() -> None:
     """Run once in a forking worker before its first work-horse: load what every job run
     needs (this module, the ORM's query compiler, the serializer behind events, time zone
     data), so each horse inherits it instead of loading it again and losing it at exit."""
-    from django.utils import timezone
-
-    from backend.models import Job
-    from backend.runtime.events import event_serializer
-
     list(Job.objects.filter(id="").values_list("id", flat=True))
     sample = Job(id="warm-up", kind="", queue="default", func="", timeout=1, status=Job.Status.RUNNING)
-    event_serializer().to_representation(sample)
+    job_event(sample)
     timezone.localtime()
 
 
@@ -54,8 +53,6 @@ def _json_safe(value: Any) -> Any:
 def dispatch_next(queue: str) -> None:
     """The fair dispatcher's one hook in the worker: a job that starts leaves a place in RQ's
     queue, and one that ends may release dependents (an overview) or a capped owner."""
-    from backend.runtime.dispatch import dispatch
-
     dispatch(queue)
 
 
@@ -63,8 +60,6 @@ def _dispatch_beside(queue: str) -> threading.Thread | None:
     """Refill RQ for the job just taken on a thread beside the job, not before it: the picking
     and the push (about ten queries and round trips) then overlap the work instead of adding
     to every job's time."""
-    from backend.runtime.dispatch import is_fair
-
     if not is_fair(queue):
         return None
 
@@ -79,11 +74,21 @@ def _dispatch_beside(queue: str) -> threading.Thread | None:
     return thread
 
 
+def call(kind: JobKind, kwargs: dict[str, Any]) -> Any:
+    """The job function itself. A coroutine function runs to completion on an event loop of
+    its own (asgiref's async_to_sync, as Django runs async views from sync code); its
+    ``aprogress`` calls come back to this thread, where the job's database connection is.
+    One job at a time per worker still: RQ 2 runs one job at a time."""
+    if inspect.iscoroutinefunction(kind.func):
+        return async_to_sync(kind.func)(**kwargs)
+    return kind.func(**kwargs)
+
+
 def run(kind: JobKind, kwargs: dict[str, Any]) -> Any:
     rq_job = rq_adapter.current_rq_job()
     if rq_job is None:
         # Called directly (a test, a shell): just the work, no bookkeeping.
-        return kind.func(**kwargs)
+        return call(kind, kwargs)
     beside = _dispatch_beside(kind.queue)
     try:
         return _run(kind, kwargs, rq_job)
@@ -94,21 +99,20 @@ def run(kind: JobKind, kwargs: dict[str, Any]) -> Any:
 
 
 def _run(kind: JobKind, kwargs: dict[str, Any], rq_job: Any) -> Any:
-
     job_id = rq_job.id
-    claimed = services.job_start(job_id=job_id, worker_name=rq_job.worker_name or "")
+    claimed = state.job_start(job_id=job_id, worker_name=rq_job.worker_name or "")
     if claimed is None:
         logger.info("Job %s (%s) is cancelled, finished or unknown; not running it", job_id, kind.kind)
         rq_adapter.prevent_retry(rq_job)
         return None
 
-    token = _current.set(JobContext(job_id, claimed.attempts, claimed.max_attempts, kind.kind))
+    token = enter(JobContext(job_id, claimed.attempts, claimed.max_attempts, kind.kind))
     try:
-        result = _json_safe(kind.func(**kwargs))
+        result = _json_safe(call(kind, kwargs))
     except JobCancelled:
         logger.info("Job %s (%s) stopped: cancelled, or superseded by a newer attempt", job_id, kind.kind)
         rq_adapter.prevent_retry(rq_job)
-        services.job_settled(job_id=job_id)
+        state.job_settled(job_id=job_id)
         return None
     except Exception as exc:
         code, message, retryable = describe_failure(exc, kind.timeout)
@@ -121,7 +125,7 @@ def _run(kind: JobKind, kwargs: dict[str, Any], rq_job: Any) -> Any:
                 claimed.max_attempts,
                 exc_info=True,
             )
-            if services.job_retry(job_id=job_id, error_code=code, error=message, attempt=claimed.attempts) is None:
+            if state.job_retry(job_id=job_id, error_code=code, error=message, attempt=claimed.attempts) is None:
                 rq_adapter.prevent_retry(rq_job)  # superseded or cancelled: the id is not ours to retry
         else:
             logger.error(
@@ -133,9 +137,9 @@ def _run(kind: JobKind, kwargs: dict[str, Any], rq_job: Any) -> Any:
                 exc_info=True,
             )
             rq_adapter.prevent_retry(rq_job)
-            services.job_fail(job_id=job_id, error_code=code, error=message, attempt=claimed.attempts)
+            state.job_fail(job_id=job_id, error_code=code, error=message, attempt=claimed.attempts)
         raise
     finally:
-        _current.reset(token)
-    services.job_succeed(job_id=job_id, result=result, attempt=claimed.attempts)
+        leave(token)
+    state.job_succeed(job_id=job_id, result=result, attempt=claimed.attempts)
     return result

@@ -15,10 +15,12 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from backend import services
 from backend.models import Job
-from backend.runtime import dispatch, progress
+from backend.runtime import dispatch
 from backend.runtime import rq as rq_adapter
+from backend.runtime.context import progress
+from backend.runtime.dispatch import job_push
+from backend.runtime.state import job_fail, job_retry
 
 logger = logging.getLogger(__name__)
 
@@ -58,25 +60,25 @@ def reconcile() -> dict[str, int]:
             and (rq_adapter.overdue_seconds(job.queue, job.id) or 0) > max(grace, SETTLE_SECONDS)
         ):
             # A delayed retry nobody moved: the workers' scheduler is down or its lock is stale.
-            if services.job_push(job_id=job.id):
+            if job_push(job_id=job.id):
                 logger.warning("Re-enqueued overdue scheduled job %s (%s)", job.id, job.kind)
                 counts["pushed"] += 1
         elif rq_status == "started" and job.updated_at <= settled and _abandoned(job.id):
             # RQ says started but no live worker has it: its worker lost Redis mid-job.
-            if services.job_push(job_id=job.id):
+            if job_push(job_id=job.id):
                 logger.warning("Re-enqueued abandoned job %s (%s)", job.id, job.kind)
                 counts["pushed"] += 1
         elif rq_status in ("queued", "scheduled") and job.updated_at <= settled and _held_nowhere(job, rq_status):
             # RQ's job hash says it waits, but no queue or schedule holds it: a half-done
             # delete or a partial loss of Redis. Nothing would ever run it.
-            if services.job_push(job_id=job.id):
+            if job_push(job_id=job.id):
                 logger.warning("Re-enqueued job %s (%s): RQ had it %s but nowhere", job.id, job.kind, rq_status)
                 counts["pushed"] += 1
         elif rq_status in WAITING_IN_RQ:
             continue
         elif rq_status == "deferred" and _dependencies_pending(job):
             continue
-        elif services.job_push(job_id=job.id):
+        elif job_push(job_id=job.id):
             logger.warning("Re-enqueued job %s (%s): RQ had it as %s", job.id, job.kind, rq_status)
             counts["pushed"] += 1
     # A backstop for the dispatch hooks (after an enqueue, at a job's start and end): a dispatcher
@@ -108,17 +110,17 @@ def _recover_lost(job: Job, counts: dict[str, Any]) -> None:
     # Fenced on the attempt and worker seen above; RQ's copy is dropped only once that holds
     # (a newer attempt that started meanwhile keeps its own). job_push replaces RQ's copy.
     if job.attempts < job.max_attempts:
-        if services.job_retry(
+        if job_retry(
             job_id=job.id,
             error_code="WORKER_LOST",
             error="The worker running this job stopped unexpectedly.",
             attempt=job.attempts,
             worker_name=job.worker_name,
         ):
-            services.job_push(job_id=job.id)
+            job_push(job_id=job.id)
             counts["lost_retried"] += 1
             logger.warning("Job %s (%s) lost with worker %s; running it again", job.id, job.kind, job.worker_name)
-    elif services.job_fail(
+    elif job_fail(
         job_id=job.id,
         error_code="WORKER_LOST",
         error="The worker running this job stopped unexpectedly, and no attempts are left.",

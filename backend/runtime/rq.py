@@ -1,16 +1,12 @@
-"""The one place that talks to RQ: the JSON job class, the worker classes, and queue access.
+"""The one place that talks to RQ and Redis: the JSON job class, clients, queue access.
 
-Everything else in Quire goes through backend.runtime and never imports rq.
+The bottom layer of the job runtime with kinds.py; the worker classes are at the top
+(workers.py). Everything else in Quire goes through backend.runtime and never imports rq.
 """
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import logging
-import os
-import signal
-import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,14 +14,10 @@ from typing import Any
 
 import django_rq
 from django.conf import settings
-from django.db import close_old_connections, connections
-from django.utils.module_loading import import_string
 from redis import Redis
-from redis import exceptions as redis_exceptions
 from redis.sentinel import Sentinel
-from rq import Retry, SimpleWorker, Worker
+from rq import Retry, Worker
 from rq.command import send_stop_job_command
-from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.executions import Execution, ExecutionRegistry
 from rq.job import Dependency, JobStatus, get_current_job
@@ -38,14 +30,12 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
-from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from rq.utils import as_text, utcparse
 from rq.worker_registration import get_keys as get_worker_keys
 
 logger = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1  # prctl(2)
 
 __all__ = ["JSONJob", "JobTimeoutException"]
 
@@ -60,225 +50,6 @@ class JSONJob(RQJob):
 
     def __init__(self, id: str | None = None, connection: Redis | None = None, serializer: Any = None) -> None:
         super().__init__(id=id, connection=connection, serializer=serializer or JSONSerializer)
-
-
-class _Scheduler(RQScheduler):
-    """RQ's scheduler process, which moves due delayed retries into their queues."""
-
-    def work(self) -> None:
-        # Die with the worker that forked it. An orphan keeps its queues' locks, so no other
-        # worker's scheduler takes over (seen: scheduler processes outliving in-process workers
-        # that a crash test ended with os._exit).
-        if sys.platform == "linux":
-            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-            if os.getppid() != self._parent_pid:  # the worker died before prctl took effect
-                return
-        super().work()  # type: ignore[no-untyped-call]
-
-    def start(self) -> Any:
-        self._parent_pid = os.getpid()
-        return super().start()  # type: ignore[no-untyped-call]
-
-
-class _QuireWorkerMixin:
-    """Shared behaviour of both worker classes.
-
-    - JSON only: whatever serializer the command line asks for, a worker never unpickles.
-    - Heartbeats short enough that a killed worker is noticed in seconds, not minutes.
-    - When RQ gives up on a job the wrapper never saw end (the horse was killed, stopped, or
-      timed out hard), the Job row is brought in line.
-    """
-
-    name: str
-    connection: Redis
-    queues: list[Queue]
-    _stop_requested: bool
-    _shutdown_requested_date: Any
-    worker_ttl: int
-    job_monitoring_interval: int
-    _stopped_job_id: str | None
-    serializer: Any
-    scheduler: RQScheduler | None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        requested = kwargs.get("serializer")
-        if requested not in (None, JSONSerializer, settings.JSON_SERIALIZER, "json"):
-            logger.warning("Ignoring serializer %r: Quire workers only read JSON payloads", requested)
-        kwargs["serializer"] = JSONSerializer
-        kwargs["job_class"] = JSONJob
-        # rqworker passes --worker-ttl 420 unless told otherwise; Quire wants dead workers found fast.
-        kwargs["worker_ttl"] = settings.QUIRE_JOBS["WORKER_TTL"]
-        kwargs.setdefault("job_monitoring_interval", 5)
-        kwargs.setdefault("maintenance_interval", 60)
-        super().__init__(*args, **kwargs)
-        use_client(self.connection, [queue.name for queue in self.queues])
-
-    def _start_scheduler(
-        self,
-        burst: bool = False,
-        logging_level: str | None = "INFO",
-        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
-        log_format: str = DEFAULT_LOGGING_FORMAT,
-    ) -> None:
-        """RQ gives each worker started with --with-scheduler a scheduler process for its own
-        queues. A Quire worker's scheduler offers to serve every queue instead: the first to
-        take the queues' locks runs the one process, the others stand by and take the locks
-        over at their next maintenance (every minute) once the holder's have lapsed (61 s).
-        The Procfile asks it of the two in-process workers only: one scheduler process instead
-        of five (about 80 MB each), never forked from a worker holding a model."""
-        if burst:
-            super()._start_scheduler(burst, logging_level, date_format, log_format)  # type: ignore[misc]
-            return
-        self.scheduler = _Scheduler(
-            list(settings.RQ_QUEUES),
-            connection=self.connection,
-            logging_level=logging_level or "INFO",
-            date_format=date_format,
-            log_format=log_format,
-            serializer=self.serializer,
-            name=self.name,  # the queues' locks name the worker that holds them
-        )
-        self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
-        if self.scheduler.acquired_locks:
-            self.scheduler.start()
-
-    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        # RQ adds 60 s to every routine heartbeat; a dead worker would then look alive for over
-        # a minute. Keep the key only a little longer than the interval between heartbeats.
-        # A longer timeout asked for on purpose (an in-process job that cannot heartbeat while
-        # it runs, see InlineWorker.get_heartbeat_ttl) is kept.
-        ttl = max(self.worker_ttl, self.job_monitoring_interval * 3) + 5
-        if timeout is None or timeout <= self.job_monitoring_interval + 60:
-            timeout = ttl
-        super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
-
-    def work(self, *args: Any, **kwargs: Any) -> bool:
-        """RQ's loop survives a failed dequeue but quits on a connection error anywhere else
-        (heartbeat, maintenance), and one exited worker makes honcho stop every process. So
-        when the loop ends without being asked to stop, wait for Redis and start it again."""
-        delay = 1.0
-        while True:
-            try:
-                worked = bool(super().work(*args, **kwargs))  # type: ignore[misc]
-            except redis_exceptions.ConnectionError:
-                worked = False  # teardown could not reach Redis either
-            stopping = self._stop_requested or self._shutdown_requested_date is not None
-            if stopping or kwargs.get("burst") or kwargs.get("max_jobs") or kwargs.get("max_idle_time"):
-                return worked
-            logger.warning("Worker %s left its loop (Redis unreachable?); restarting it in %.0f s", self.name, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 15)
-            try:
-                self.connection.ping()
-                # Mark the old registration dead so the fresh start may register the same name.
-                self.register_death()  # type: ignore[attr-defined]
-            except redis_exceptions.ConnectionError:
-                continue
-            delay = 1.0
-
-    def handle_job_failure(
-        self, job: RQJob, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
-    ) -> None:
-        stopped = self._stopped_job_id == job.id
-        super().handle_job_failure(  # type: ignore[misc]
-            job, queue, started_job_registry=started_job_registry, exc_string=exc_string
-        )
-        from backend import services
-
-        try:
-            status = job.get_status(refresh=True)
-        except (NoSuchJobError, InvalidJobOperation):
-            status = None
-        will_retry = status in (JobStatus.QUEUED, JobStatus.SCHEDULED)
-        timed_out = "JobTimeoutException" in exc_string or "timeout" in exc_string.lower()
-        services.job_lost(
-            job_id=job.id, stopped=stopped, will_retry=will_retry, timed_out=timed_out, worker_name=self.name
-        )
-        from backend.runtime.execute import dispatch_next
-
-        dispatch_next(queue.name)  # a killed horse never reached its own dispatch at the end
-        connections.close_all()
-
-
-class ForkingWorker(_QuireWorkerMixin, Worker):
-    """For long jobs: each job runs in a forked work-horse that RQ can stop or kill."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._warm = False
-        self._scheduler_first = False
-
-    def work(self, *args: Any, **kwargs: Any) -> bool:
-        self._scheduler_first = bool(kwargs.get("with_scheduler"))
-        return super().work(*args, **kwargs)
-
-    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
-        if not self._scheduler_first:
-            # At start, not in the first job (see _start_scheduler otherwise), and before the
-            # worker registers: RQ installs its signal handlers only after bootstrap, so a
-            # worker stopped while it loads dies on the spot; unregistered, it leaves nothing
-            # behind that would count as a live worker until its key expired.
-            self._warm_up()
-        super().bootstrap(*args, **kwargs)
-
-    def _start_scheduler(self, *args: Any, **kwargs: Any) -> None:
-        # RQ forks its scheduler process here: before the preload, so that process does not
-        # carry the model (measured: the podcast worker's scheduler child had 379 MB RSS).
-        super()._start_scheduler(*args, **kwargs)
-        try:
-            self._warm_up()
-            self.heartbeat()  # registered before the preload, which may have taken a while
-        except BaseException:
-            # RQ's work() has not entered its try/finally yet: stop the scheduler process here,
-            # or the interpreter would wait for it forever instead of exiting with the error.
-            self.stop_scheduler()  # type: ignore[no-untyped-call]
-            raise
-
-    def _warm_up(self) -> None:
-        """Load what every job needs once, before the first work-horse: each horse inherits it
-        copy-on-write instead of loading it per job. The queue's own preloads (the embedding
-        model, the voice) come from settings.QUIRE_WORKER_PRELOAD."""
-        if self._warm:
-            return
-        from backend.runtime.execute import warm_up
-
-        for queue in self.queue_names():
-            for path in settings.QUIRE_WORKER_PRELOAD.get(queue, []):
-                logger.info("Preloading %s for queue %s", path, queue)
-                import_string(path)()
-        warm_up()
-        self._warm = True
-
-    def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
-        self._warm_up()  # no-op once warm (bootstrap or _start_scheduler did it)
-        # A database socket shared by parent and horse corrupts both sides' protocol state.
-        connections.close_all()
-        # The horse's first full garbage collection would walk every object the worker loaded
-        # (Django, the extraction libraries, the model's wrappers), writing to each one's header:
-        # measured 0.1 s of a 0.9 s ingestion job, and every page it touches is copied out of
-        # the memory the horse shares with the worker. Frozen objects are left out of
-        # collections; the worker unfreezes its own once the horse is forked.
-        gc.freeze()
-        try:
-            super().fork_work_horse(job, queue)
-        finally:
-            gc.unfreeze()
-
-
-class InlineWorker(_QuireWorkerMixin, SimpleWorker):
-    """For short jobs: no fork (about 7x the throughput); cancellation is cooperative only."""
-
-    def execute_job(self, job: RQJob, queue: Queue) -> Any:
-        # Jobs run in this process on the connection the last one used: one the server has
-        # closed meanwhile (a restart, a failover) is replaced here, not discovered by the job
-        # (seen: every later job stuck on the dead connection). A forking worker's horses start
-        # without one (fork_work_horse closes them all).
-        close_old_connections()
-        return super().execute_job(job, queue)
-
-    def get_heartbeat_ttl(self, job: RQJob) -> int:
-        # Nothing heartbeats while an in-process job runs, so cover its whole time limit.
-        return int(job.timeout or 180) + 60
 
 
 _clients: dict[str, Redis] = {}

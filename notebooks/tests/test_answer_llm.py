@@ -6,10 +6,10 @@ import json
 import httpx
 import pytest
 
-from backend.llm import LLM_BAD_RESPONSE, LLM_UNAVAILABLE, LLMError, chat_stream
 from notebooks.answer import DECLINE, Evidence
 from notebooks.answer_llm import EmbedFn, answer_with_llm, checked, messages
 from notebooks.ingest.embedding import get_embedder
+from notebooks.llm import LLM_BAD_RESPONSE, LLM_UNAVAILABLE, LLMError, chat_stream
 
 VOLCANOES = (
     "Volcanoes form where magma from the mantle reaches the surface of the Earth. "

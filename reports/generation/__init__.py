@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from notebooks import llm
 from reports.generation.extractive import ExtractiveGenerator
 from reports.generation.llm_generator import LLMGenerator
 from reports.generation.types import (
@@ -49,8 +50,6 @@ def get_generator(
 ) -> Generator:
     """The LLM generator when an endpoint and a model are both set, else the extractive one."""
     if llm_base_url and llm_base_url.strip() and llm_model and llm_model.strip():
-        from backend import llm
-
         chat = functools.partial(
             llm.chat,
             base_url=llm_base_url.strip(),

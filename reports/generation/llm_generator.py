@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Final
 
-from backend.llm import LLM_BAD_RESPONSE, LLMError
+from notebooks.llm import LLM_BAD_RESPONSE, LLMError
 from reports.generation import compose
 from reports.generation import text as tx
 from reports.generation.outline import OutlineSection, build_outline, name_sections

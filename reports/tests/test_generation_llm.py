@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from backend.llm import LLMError, chat
+from notebooks.llm import LLMError, chat
 from reports.generation import GenerationError, LLMGenerator, ReportOptions, get_generator
 from reports.generation.types import Passage
 from reports.tests.conftest import FakeChat

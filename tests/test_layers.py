@@ -1,0 +1,62 @@
+"""The import contracts in pyproject.toml (run by `make lint`) hold, and breaking one fails."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("backend", "notebooks", "podcast", "reports", "web")
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=root,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def copy_of_the_project(tmp_path: Path) -> Path:
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def test_the_project_keeps_its_import_contracts() -> None:
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "contract"),
+    [
+        # An app reaching past the façade into the runtime's state machine.
+        ("notebooks/selectors.py", "from backend.runtime import state", "through its façade"),
+        # A pure library importing Django.
+        ("notebooks/ingest/chunking.py", "from django.conf import settings", "Pure libraries"),
+        ("reports/generation/render.py", "from backend.models import Job", "Pure libraries"),
+        # A lower layer of the runtime importing a higher one, or the façade.
+        ("backend/runtime/dispatch.py", "from backend.runtime.state import job_cancel", "layered"),
+        ("backend/runtime/state.py", "from backend.runtime import progress", "never import its façade"),
+        ("backend/runtime/events.py", "from notebooks.models import Notebook", "know nothing above them"),
+    ],
+)
+def test_breaking_a_contract_fails_the_lint(copy_of_the_project: Path, module: str, line: str, contract: str) -> None:
+    target = copy_of_the_project / module
+    target.write_text(target.read_text() + f"\n{line}  # noqa\n")
+    result = lint_imports(copy_of_the_project)
+    assert result.returncode != 0
+    broken = [row for row in result.stdout.splitlines() if row.endswith("BROKEN")]
+    assert any(contract in row for row in broken), result.stdout
