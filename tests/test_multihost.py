@@ -195,7 +195,7 @@ class Deployment:
         self.spawn(
             host,
             queue,
-            ["manage.py", "rqworker", queue, "--worker-class", f"backend.runtime.rq.{worker_class}",
+            ["manage.py", "rqworker", queue, "--worker-class", f"backend.runtime.workers.{worker_class}",
              "--serializer", "rq.serializers.JSONSerializer", *scheduler, "--name", f"{host}-{queue}"],
         )  # fmt: skip
 
