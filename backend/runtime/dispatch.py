@@ -169,7 +169,7 @@ def _crash_point(job_id: str) -> None:
 def pick(queue: str) -> str | None:
     """The id of the next job of ``queue`` in the fair order (see the module's docstring)."""
     backlog = waiting(queue)
-    classes = set(backlog.values_list("priority", flat=True).distinct())
+    classes = set(backlog.order_by().values_list("priority", flat=True).distinct())
     if not classes:
         return None
     for priority in _class_order(queue, classes):
@@ -195,9 +195,12 @@ def _class_order(queue: str, classes: set[str]) -> list[str]:
 
 def _pick_in_class(queue: str, priority: str) -> str | None:
     backlog = waiting(queue).filter(priority=priority)
-    owners: list[int | None] = list(backlog.values_list("owner_id", flat=True).distinct())
+    # order_by(): with the model's ordering (-created_at) in the query, DISTINCT would return one
+    # row per waiting job instead of one per owner (measured: 1,000 rows read per pick).
+    owners: list[int | None] = list(backlog.order_by().values_list("owner_id", flat=True).distinct())
     last_dispatch: dict[int | None, datetime] = dict(
         Job.objects.filter(queue=queue, owner_id__in=owners, dispatched_at__isnull=False)
+        .order_by()
         .values_list("owner_id")
         .annotate(last=Max("dispatched_at"))
         .values_list("owner_id", "last")
