@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import docx
 import trafilatura
@@ -446,7 +447,7 @@ def _densest_block(soup: BeautifulSoup) -> str:
 TITLE_WORDS_MAX: Final = 25
 # Separators sites put between an article's title and their own name: "Title | Site",
 # "Title - BBC News", "Site: Title" is too ambiguous (titles have colons) and is left alone.
-_TITLE_SEPARATORS = re.compile(r"\s+(?:\||-|\u2013|\u2014|·|::|»|•)\s+")
+_TITLE_SEPARATORS = re.compile(r"\s+(?:\||-|\u2013|\u2014|·|::|»|«|\u203a|•)\s+")
 # Titles an authoring tool writes by itself: the document's real title is elsewhere or nowhere.
 _PLACEHOLDER_TITLE = re.compile(
     r"^(?:(?:microsoft\s+)?(?:word|powerpoint|excel)\s*-\s*.*"
@@ -511,18 +512,107 @@ def _soup_title(soup: BeautifulSoup) -> PageTitle:
     ld_headline, ld_site = _json_ld(soup)
     site = _clean_title(meta.get("og:site_name") or ld_site or meta.get("application-name"))
     tab = _clean_title(soup.title.get_text(" ")) if soup.title is not None else ""
-    h1 = _article_h1(soup)
-    candidates = [meta.get("og:title"), meta.get("twitter:title"), ld_headline, h1, tab]
-    for candidate in candidates:
-        title = _clean_title(candidate)
-        if not title:
-            continue
-        stripped, found_site = _strip_site(title, site=site, tab=tab, h1=h1)
+    host = _key(_host(soup, meta))
+    named = [t for t in (_clean_title(meta.get(k)) for k in ("og:title", "twitter:title")) if t]
+    named += [t for t in (_clean_title(ld_headline), tab) if t]
+    headline = _headline(soup, named=named, site=site, host=host)
+    if headline:
+        # The tab or the metadata may still say what the site is called.
+        found_site = next((_strip_site(t, site="", tab=tab, h1=headline, host=host)[1] for t in named), "")
+        return PageTitle(title=headline, site=site or found_site)
+    for title in named:
+        stripped, found_site = _strip_site(title, site=site, tab=tab, h1="", host=host)
         if not (site or found_site) and tab and tab != title:
             # The headline came from the page; the tab's title may still name the site.
-            found_site = _strip_site(tab, site="", tab=tab, h1=h1)[1]
+            found_site = _strip_site(tab, site="", tab=tab, h1="", host=host)[1]
         return PageTitle(title=stripped, site=site or found_site)
     return PageTitle(title=None, site=site)
+
+
+# Where a blog theme's <h1> is the site's name, the post's headline carries one of these classes.
+_HEADLINE_CLASS = re.compile(r"(?:^|[\s_-])(?:entry|post|article|blog_post)[_-]?title\b|^headline$", re.IGNORECASE)
+
+
+def _headline(soup: BeautifulSoup, *, named: list[str], site: str, host: str) -> str:
+    """The headline a reader sees above the article, when the page marks one out; "" if none.
+
+    In order: a heading that one of the page's own titles (og:title, twitter:title, JSON-LD, the
+    tab; ``named``, the tab last), or a segment of one, agrees with; an ``<h1>`` such a title was
+    cut from (a kicker or the site's name around it); the page's only ``<h1>``; the ``<h1>`` of
+    its ``<article>``/``<main>`` when the page has no title but the tab's. A heading that is the
+    site's name never counts.
+    """
+    parts = [part for title in named for part in [title, *_segments(title)]]
+    # The last segment of a title: where sites put their name.
+    ends = {_key(segments[-1]) for segments in map(_segments, named) if len(segments) > 1}
+
+    def is_site(text: str) -> bool:
+        k = _key(text)
+        return bool(k) and ((bool(site) and k in _key(site)) or (len(k) >= 4 and k in host))
+
+    h1s = list(dict.fromkeys(t for t in (_clean_title(h.get_text(" ")) for h in soup.find_all("h1")) if t))
+    marked = [
+        _clean_title(el.get_text(" "))
+        for el in soup.find_all(["h1", "h2", "h3"])
+        if _HEADLINE_CLASS.search(" ".join(el.get("class") or [])) or el.get("itemprop") == "headline"
+    ]
+    for text in (t for t in dict.fromkeys(marked + h1s) if t and not is_site(t)):
+        for part in parts:
+            if _same(part, text):
+                return part
+    for text in (t for t in h1s if not is_site(t)):
+        for part in sorted(parts, key=len, reverse=True):
+            k, whole = _key(part), _key(text)
+            if k and len(k) >= len(whole) / 2 and k in whole:
+                # The rest is a kicker, a byline or the site's name, which is left out.
+                rest = whole.replace(k, "", 1)
+                return part if whole.endswith(rest) and (is_site(rest) or rest in ends) else text
+    if len(h1s) == 1 and not is_site(h1s[0]):
+        return h1s[0]
+    if len(named) <= 1:
+        for container in (soup.find("article"), soup.find("main")):
+            heading = container.find("h1") if container is not None else None
+            text = _clean_title(heading.get_text(" ")) if heading is not None else ""
+            if text and not is_site(text):
+                return text
+    return ""
+
+
+def _host(soup: BeautifulSoup, meta: dict[str, str]) -> str:
+    """The page's own host name, from og:url or its canonical link ("" when it gives neither)."""
+    canonical = soup.find("link", rel="canonical")
+    url = meta.get("og:url") or (str(canonical.get("href") or "") if canonical is not None else "")
+    host = urlsplit(url).hostname or "" if url.startswith(("http://", "https://")) else ""
+    return host.removeprefix("www.")
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.casefold())
+
+
+def _segments(title: str) -> list[str]:
+    """``title`` cut at the separators sites put around their name (none inside brackets)."""
+    return [title[a:b].strip() for a, b in _segment_spans(title)] if _separators(title) else [title]
+
+
+def _separators(title: str) -> list[re.Match[str]]:
+    depth, found = 0, []
+    marks = {m.start(): m for m in _TITLE_SEPARATORS.finditer(title)}
+    for i, ch in enumerate(title):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}" and depth:
+            depth -= 1
+        elif i in marks and depth == 0:
+            found.append(marks[i])
+    return found
+
+
+def _segment_spans(title: str) -> list[tuple[int, int]]:
+    cuts = _separators(title)
+    starts = [0] + [m.end() for m in cuts]
+    ends = [m.start() for m in cuts] + [len(title)]
+    return list(zip(starts, ends, strict=True))
 
 
 def _html_meta(soup: BeautifulSoup) -> dict[str, str]:
@@ -558,29 +648,13 @@ def _json_ld(soup: BeautifulSoup) -> tuple[str, str]:
     return "", ""
 
 
-def _article_h1(soup: BeautifulSoup) -> str:
-    # A site's logo is often an <h1> too; the one inside <article> or <main> is the headline,
-    # and a page with several <h1> elsewhere has none that can be trusted.
-    for container in (soup.find("article"), soup.find("main")):
-        if container is not None:
-            heading = container.find("h1")
-            if heading is not None and _clean_title(heading.get_text(" ")):
-                return _clean_title(heading.get_text(" "))
-    headings = [_clean_title(h.get_text(" ")) for h in soup.find_all("h1")]
-    headings = [h for h in headings if h]
-    return headings[0] if len(headings) == 1 else ""
-
-
 def _same(a: str, b: str) -> bool:
-    def key(s: str) -> str:
-        return re.sub(r"[\W_]+", "", s.casefold())
-
-    return bool(key(a)) and key(a) == key(b)
+    return bool(_key(a)) and _key(a) == _key(b)
 
 
-def _strip_site(title: str, *, site: str, tab: str, h1: str) -> tuple[str, str]:
+def _strip_site(title: str, *, site: str, tab: str, h1: str, host: str) -> tuple[str, str]:
     """``title`` without a leading or trailing segment naming the site, and that segment."""
-    parts = _TITLE_SEPARATORS.split(title)
+    parts = _segments(title)
     if len(parts) < 2:
         return title, ""
     # A segment that is the article's headline tells which part is the title.
@@ -588,11 +662,15 @@ def _strip_site(title: str, *, site: str, tab: str, h1: str) -> tuple[str, str]:
         if h1 and _same(part, h1):
             rest = [p for j, p in enumerate(parts) if j != i]
             return part, rest[-1] if i == 0 else rest[0]
-    # The site is named in the metadata, or the same segment ends the tab's title as well.
+    # The site is named in the metadata or the page's address, or the same segment ends the
+    # tab's title as well.
     for edge in (-1, 0):
         part = parts[edge]
-        if (site and (_same(part, site) or site.casefold() in part.casefold())) or (
-            tab and tab != title and _TITLE_SEPARATORS.split(tab)[edge] == part and len(part.split()) <= 5
+        key = _key(part)
+        if (
+            (site and (_same(part, site) or site.casefold() in part.casefold()))
+            or (len(key) >= 4 and key in host)
+            or (tab and tab != title and _segments(tab)[edge] == part and len(part.split()) <= 5)
         ):
             return _without_edge(title, edge), part
     # No name to go by: a short last segment after a much longer title is a site's name
@@ -605,7 +683,7 @@ def _strip_site(title: str, *, site: str, tab: str, h1: str) -> tuple[str, str]:
 
 
 def _without_edge(title: str, edge: int) -> str:
-    separators = list(_TITLE_SEPARATORS.finditer(title))
+    separators = _separators(title)
     return title[: separators[-1].start()] if edge == -1 else title[separators[0].end() :]
 
 

@@ -64,6 +64,30 @@ def _page(head: str, body: str = "") -> str:
         # A logo <h1> outside the article is not the headline when the page has several.
         (_page("<title>Tides explained</title>", "<h1>Logo</h1><h1>Menu</h1>"), "Tides explained", ""),
         (_page("", "<p>No title anywhere.</p>"), None, ""),
+        # A blog theme's <h1> is the site's name; the post's heading agrees with the tab.
+        (
+            _page(
+                "<title>Field Notes | Tides and the moon, explained</title>",
+                '<h1>Field Notes</h1><h2 class="entry-title">Tides and the moon, explained</h2>',
+            ),
+            "Tides and the moon, explained",
+            "Field Notes",
+        ),
+        # The page's only <h1> is the headline the reader sees, over a different social title.
+        (
+            _page(
+                '<meta property="og:title" content="tide-tables-2018">',
+                "<h1>Eighteen tide tables tested: four fail</h1>",
+            ),
+            "Eighteen tide tables tested: four fail",
+            "",
+        ),
+        # A separator inside brackets is part of the title.
+        (
+            _page("<title>Moon Song - The Tide Band (Live - 2019)</title>"),
+            "Moon Song - The Tide Band (Live - 2019)",
+            "",
+        ),
     ],
 )
 def test_an_html_title_is_the_articles_own(html: str, title: str | None, site: str) -> None:
