@@ -32,6 +32,14 @@ KEEP_WITHIN = 0.2
 MAX_SENTENCES = 4
 REDUNDANT_ABOVE = 0.9
 MIN_SENTENCE_CHARS = 25
+# Embedding the candidate sentences is nearly all of an answer's time (about 8 ms a sentence on
+# this machine's 2 cores), and 8 passages hold about 38 distinct ones (mean on SciFact train;
+# 46 at the 90th percentile). Only the MAX_EMBEDDED sharing most of the question's words are
+# embedded and scored (ties in retrieval order). Measured on SciFact train (make eval, same
+# notebook, same retrieval): all 38 cite an evidence abstract 0.873 / quote a rationale 0.653;
+# the best 16 by shared words 0.883 / 0.657, 12: 0.881 / 0.653, 8: 0.875 / 0.651; the first 16
+# in retrieval order 0.865 / 0.642. Off-topic answered 0.040 in every case.
+MAX_EMBEDDED = 16
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=[A-Z0-9#*-])")
 _WORD = re.compile(r"\w+(?:[-']\w+)*", re.UNICODE)
@@ -140,6 +148,20 @@ def quotable_sentences(passages: Sequence[Evidence]) -> list[Candidate]:
     return found
 
 
+def shortlist(candidates: Sequence[Candidate], wanted: set[str], limit: int) -> list[Candidate]:
+    """Each distinct sentence once (neighbouring chunks overlap, so sentences repeat; the first
+    place it appears is the one cited), at most ``limit`` of them: those holding most of the
+    ``wanted`` words, ties in retrieval order, returned in retrieval order."""
+    first: dict[str, Candidate] = {}
+    for candidate in candidates:
+        first.setdefault(candidate.text, candidate)
+    distinct = list(first.values())
+    if len(distinct) <= limit:
+        return distinct
+    ranked = sorted(range(len(distinct)), key=lambda i: -len(wanted & terms(distinct[i].text)))
+    return [distinct[i] for i in sorted(ranked[:limit])]
+
+
 def answer_offline(
     question: str,
     passages: Sequence[Evidence],
@@ -151,16 +173,12 @@ def answer_offline(
     """The best 1-3 sentences of ``passages`` for ``question`` (``context``: the earlier turns'
     questions, which count for the words matched, not for the meaning), each followed by its
     ``[n]``; ``on_text(text_so_far, delta)`` is called as each sentence is added."""
-    candidates = quotable_sentences(passages)
+    wanted = terms(question) | terms(context)
+    candidates = shortlist(quotable_sentences(passages), wanted, MAX_EMBEDDED)
     if not candidates:
         return _declined(on_text, 0.0)
-    # Each distinct sentence once: neighbouring chunks overlap, so their sentences repeat.
-    texts = list(dict.fromkeys([question, *(c.text for c in candidates)]))
-    unique = embed(texts)
-    row = {text: i for i, text in enumerate(texts)}
-    vectors = unique[[row[t] for t in [question, *(c.text for c in candidates)]]]
+    vectors = embed([question, *(c.text for c in candidates)])
     semantic = vectors[1:] @ vectors[0]
-    wanted = terms(question) | terms(context)
     overlap = np.array(
         [len(wanted & terms(c.text)) / len(wanted) if wanted else 0.0 for c in candidates], dtype=np.float32
     )
