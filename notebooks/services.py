@@ -130,20 +130,34 @@ def ingestion_preload() -> None:
     try:
         from pathlib import Path
 
+        from notebooks.ingest import transcriber
         from notebooks.ingest.media import preload
 
-        preload(settings.QUIRE_WHISPER_MODEL, Path(settings.QUIRE_MODEL_CACHE_DIR))
+        cache = Path(settings.QUIRE_MODEL_CACHE_DIR)
+        preload(settings.QUIRE_WHISPER_MODEL, cache)
+        # The model itself lives in a process of its own that the work-horses call: it cannot
+        # be loaded here and inherited (notebooks/ingest/transcriber.py says why).
+        transcriber.start(settings.QUIRE_WHISPER_MODEL, cache, settings.QUIRE_WHISPER_THREADS)
     except Exception:
-        # Documents are still processed; a recording's job fails with the reason.
+        # Documents are still processed; a recording's job loads the model itself or fails
+        # with the reason.
         logger.warning("The speech model could not be preloaded", exc_info=True)
 
 
 def whisper() -> Any:
+    """The speech model: the worker's model process when it started one, else loaded here."""
     from pathlib import Path
 
+    from notebooks.ingest import transcriber
     from notebooks.ingest.media import get_model
 
-    return get_model(settings.QUIRE_WHISPER_MODEL, Path(settings.QUIRE_MODEL_CACHE_DIR), settings.QUIRE_WHISPER_THREADS)
+    def here() -> Any:
+        return get_model(
+            settings.QUIRE_WHISPER_MODEL, Path(settings.QUIRE_MODEL_CACHE_DIR), settings.QUIRE_WHISPER_THREADS
+        )
+
+    path = transcriber.socket_path()
+    return transcriber.RemoteModel(path, here) if path else here()
 
 
 def fetch_policy() -> FetchPolicy:
@@ -570,6 +584,7 @@ def _transcribe(source: Source, data: bytes) -> tuple[Any, _Timed]:
     cancel flag is checked after every segment (each report checks it)."""
     from notebooks.ingest.extract import Extracted
     from notebooks.ingest.media import ModelUnavailable, clock, probe, transcribe, transcript_text
+    from notebooks.ingest.transcriber import TranscriberGone
 
     limit = settings.QUIRE_MEDIA_MAX_SECONDS
     info = probe(data, max_seconds=limit)
@@ -584,7 +599,10 @@ def _transcribe(source: Source, data: bytes) -> tuple[Any, _Timed]:
         shown = min(at, info.duration) if info.duration else at
         progress(10 + int(65 * min(at / total, 1.0)), f"Transcribing {clock(shown)} of {clock(info.duration)}")
 
-    result = transcribe(model, data, max_seconds=limit, language=source.language or None, on_segment=report)
+    try:
+        result = transcribe(model, data, max_seconds=limit, language=source.language or None, on_segment=report)
+    except TranscriberGone as exc:
+        raise JobError("SPEECH_MODEL_GONE", str(exc), retryable=True) from exc
     text, spans = transcript_text(result)
     segments = [{"start": s.start, "end": s.end, "text": s.text} for s in result.segments]
     extracted = Extracted(

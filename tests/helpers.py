@@ -52,3 +52,18 @@ def read_events(response: Any, until_status: set[str], limit: int = 200) -> list
             if data["status"] in until_status or len(events) >= limit:
                 return events
     return events
+
+
+def work_horse(worker: Any) -> Any:
+    """A forking worker's running work-horse (a psutil.Process), or None: its newest child
+    other than the scheduler (started with the worker) and the speech model's process."""
+    import psutil
+
+    children = []
+    for child in worker.children():
+        try:
+            if child.create_time() > worker.create_time() + 3 and "transcriber" not in " ".join(child.cmdline()):
+                children.append(child)
+        except psutil.Error:  # a zombie (a killed speech model's process) or ended meanwhile
+            continue
+    return max(children, key=lambda c: c.create_time()) if children else None

@@ -28,7 +28,7 @@ from notebooks.models import Chunk, Notebook, Source
 from podcast.models import Podcast
 from reports.models import Report
 from tests import documents as docs
-from tests.helpers import wait_for
+from tests.helpers import wait_for, work_horse
 
 
 @contextmanager
@@ -147,12 +147,6 @@ def test_a_crash_while_voicing_a_podcast_only_redoes_what_is_missing(
 KILL_WINDOW = 120
 
 
-def horse_of(worker: psutil.Process) -> psutil.Process | None:
-    """The work-horse is the worker's newest child (the scheduler child starts with the worker)."""
-    children = [c for c in worker.children() if c.create_time() > worker.create_time() + 3]
-    return max(children, key=lambda c: c.create_time()) if children else None
-
-
 def run_kill_chaos(workers: Any, user: Any, documents: int, worker_count: int, kills: int) -> None:
     client = APIClient()
     client.force_authenticate(user)
@@ -183,7 +177,7 @@ def run_kill_chaos(workers: Any, user: Any, documents: int, worker_count: int, k
             reconciled = time.monotonic()
         key = rng.choice(keys)
         worker = psutil.Process(workers.procs[key].pid)
-        horse = horse_of(worker)
+        horse = work_horse(worker)
         if horses < kills and horse is not None and (whole >= kills or rng.random() < 0.5):
             horse.send_signal(signal.SIGKILL)
             horses += 1

@@ -19,7 +19,7 @@ from notebooks.ingest.errors import TooLong
 from notebooks.ingest.media import decode_windows
 from notebooks.models import Chunk, Source
 from tests import documents as docs
-from tests.helpers import all_done, new_notebook, read_events, upload, wait_for
+from tests.helpers import all_done, new_notebook, read_events, upload, wait_for, work_horse
 
 SENTENCES = [s.strip() + "." for s in samples.SCRIPT.split(".") if s.strip()]
 
@@ -262,8 +262,7 @@ def test_a_transcription_whose_work_horse_is_killed_runs_again_to_the_same_chunk
         message="transcription under way",
     )
     worker = psutil.Process(workers.procs["notebook_processing"].pid)
-    horses = [c for c in worker.children() if c.create_time() > worker.create_time() + 3]
-    max(horses, key=lambda c: c.create_time()).kill()  # as the OOM killer would
+    work_horse(worker).kill()  # as the OOM killer would
 
     def finished() -> bool:
         reconcile()
@@ -277,3 +276,69 @@ def test_a_transcription_whose_work_horse_is_killed_runs_again_to_the_same_chunk
         return list(Chunk.objects.filter(source=source).values_list("position", "text", "time_start", "time_end"))
 
     assert rows(crashed) == rows(clean) and crashed.transcript == clean.transcript
+
+
+def _model_process(worker: Any) -> Any:
+    import psutil
+
+    found = []
+    for child in worker.children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "notebooks.ingest.transcriber" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:  # ended meanwhile
+            continue
+    return found[0] if len(found) == 1 else None
+
+
+@pytest.mark.slow
+def test_the_worker_holds_the_speech_model_in_one_process_and_survives_losing_it(
+    workers: Any, http: httpx.Client
+) -> None:
+    import psutil
+
+    audio, rate, _ = _speech()
+    clip = samples.wav_bytes(audio, rate)
+    worker = psutil.Process(workers.procs["notebook_processing"].pid)
+    model = wait_for(lambda: _model_process(worker), timeout=60, message="the speech model's process")
+
+    # Two recordings, one after the other: the same process transcribes both (its CPU time
+    # grows by the transcriptions'), and no work-horse loads a model of its own.
+    used = []
+    for name in ("one.wav", "two.wav"):
+        before = sum(model.cpu_times()[:2])
+        nb = new_notebook(http, name)
+        (source,) = all_done([upload(http, nb, [(name, clip)]).json()["sources"][0]["id"]], timeout=120)
+        assert source.status == "ready", source.error
+        used.append(sum(model.cpu_times()[:2]) - before)
+        assert _model_process(worker).pid == model.pid
+    assert min(used) > 0.5, used  # seconds of CPU: a 15 s clip is about 1-2 s of Whisper base
+
+    # The model's process dies in the middle of a recording: the job is retried, and the retry
+    # (no model process now) loads the model in its work-horse and finishes to the same text.
+    from backend.runtime.reconcile import reconcile
+
+    lecture = samples.wav_bytes(np.tile(audio, 4), rate)
+    clean_nb, crash_nb = new_notebook(http, "clean"), new_notebook(http, "crash")
+    (clean,) = all_done([upload(http, clean_nb, [("lecture.wav", lecture)]).json()["sources"][0]["id"]], timeout=180)
+    body = upload(http, crash_nb, [("lecture.wav", lecture)]).json()
+    source_id, job_id = body["sources"][0]["id"], body["sources"][0]["job"]["id"]
+    wait_for(
+        lambda: Job.objects.filter(id=job_id, message__regex=r"^Transcribing 0:[1-9]").exists(),
+        timeout=90,
+        message="transcription under way",
+    )
+    model.kill()
+
+    def finished() -> bool:
+        reconcile()  # as the maintenance worker's minute schedule would
+        return Source.objects.filter(id=source_id, status__in=["ready", "failed"]).exists()
+
+    wait_for(finished, timeout=180, interval=1, message="the retry")
+    crashed = Source.objects.get(id=source_id)
+    assert crashed.status == "ready" and Job.objects.get(id=job_id).attempts == 2, crashed.error
+    assert _model_process(worker) is None
+    assert crashed.transcript == clean.transcript
+    assert list(Chunk.objects.filter(source=crashed).values_list("text", "time_start")) == list(
+        Chunk.objects.filter(source=clean).values_list("text", "time_start")
+    )
