@@ -11,11 +11,10 @@ from rest_framework.views import APIView
 
 from backend.errors import DomainError
 from backend.http import IgnoreFormatParameter, ranged_file_response
-from backend.models import Job
 from backend.serializers import JobSerializer
 from backend.throttles import EnqueueThrottle
-from notebooks.models import Notebook
-from podcast import services
+from notebooks import selectors as notebook_selectors
+from podcast import selectors, services
 from podcast.models import Podcast
 
 
@@ -33,7 +32,7 @@ class PodcastSerializer(serializers.ModelSerializer[Podcast]):
         ]  # fmt: skip
 
     def get_job(self, podcast: Podcast) -> dict[str, Any] | None:
-        job = Job.objects.filter(id=podcast.job_id).first() if podcast.job_id else None
+        job = selectors.podcast_job(podcast=podcast)
         return dict(JobSerializer(job).data) if job else None
 
     def get_audio(self, podcast: Podcast) -> dict[str, str] | None:
@@ -65,12 +64,13 @@ class PodcastListCreateApi(APIView):
 
     @swagger_auto_schema(responses={200: PodcastSerializer(many=True)})
     def get(self, request: Request, notebook_id: str) -> Response:
-        notebook = get_object_or_404(Notebook, id=notebook_id, owner=request.user)
-        return Response({"results": PodcastSerializer(Podcast.objects.filter(notebook=notebook), many=True).data})
+        notebook = get_object_or_404(notebook_selectors.notebooks_of(user=request.user), id=notebook_id)
+        podcasts = selectors.podcasts_of_notebook(notebook=notebook)
+        return Response({"results": PodcastSerializer(podcasts, many=True).data})
 
     @swagger_auto_schema(request_body=PodcastInputSerializer, responses={202: PodcastDetailSerializer})
     def post(self, request: Request, notebook_id: str) -> Response:
-        notebook = get_object_or_404(Notebook, id=notebook_id, owner=request.user)
+        notebook = get_object_or_404(notebook_selectors.notebooks_of(user=request.user), id=notebook_id)
         data = PodcastInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         podcast = services.podcast_create(
@@ -85,7 +85,7 @@ class PodcastListCreateApi(APIView):
 
 
 def _podcast(request: Request, podcast_id: str) -> Podcast:
-    return get_object_or_404(Podcast, id=podcast_id, owner=request.user)
+    return get_object_or_404(selectors.podcasts_of(user=request.user), id=podcast_id)
 
 
 class PodcastDetailApi(APIView):

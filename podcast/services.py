@@ -6,7 +6,7 @@ import logging
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -19,8 +19,10 @@ from backend.errors import DomainError
 from backend.models import Job
 from backend.runtime import JobError, jobs_cancel_active, progress, subject_follow_job
 from notebooks import selectors as notebook_selectors
-from notebooks.models import Notebook
 from podcast.models import Podcast
+
+if TYPE_CHECKING:  # for annotations only: the app reads notebooks through notebooks.selectors
+    from notebooks.models import Notebook
 
 logger = logging.getLogger(__name__)
 

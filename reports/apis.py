@@ -13,8 +13,8 @@ from backend.http import IgnoreFormatParameter
 from backend.models import Job
 from backend.serializers import JobSerializer
 from backend.throttles import EnqueueThrottle
-from notebooks.models import Notebook
-from reports import services
+from notebooks import selectors as notebook_selectors
+from reports import selectors, services
 from reports.models import Report
 
 
@@ -31,7 +31,7 @@ class ReportSerializer(serializers.ModelSerializer[Report]):
         ]  # fmt: skip
 
     def _job(self, report: Report) -> Job | None:
-        return Job.objects.filter(id=report.job_id).first() if report.job_id else None
+        return selectors.report_job(report=report)
 
     def get_job(self, report: Report) -> dict[str, Any] | None:
         job = self._job(report)
@@ -62,12 +62,12 @@ class ReportListCreateApi(APIView):
 
     @swagger_auto_schema(responses={200: ReportSerializer(many=True)})
     def get(self, request: Request, notebook_id: str) -> Response:
-        notebook = get_object_or_404(Notebook, id=notebook_id, owner=request.user)
-        return Response({"results": ReportSerializer(Report.objects.filter(notebook=notebook), many=True).data})
+        notebook = get_object_or_404(notebook_selectors.notebooks_of(user=request.user), id=notebook_id)
+        return Response({"results": ReportSerializer(selectors.reports_of_notebook(notebook=notebook), many=True).data})
 
     @swagger_auto_schema(request_body=ReportInputSerializer, responses={202: ReportDetailSerializer})
     def post(self, request: Request, notebook_id: str) -> Response:
-        notebook = get_object_or_404(Notebook, id=notebook_id, owner=request.user)
+        notebook = get_object_or_404(notebook_selectors.notebooks_of(user=request.user), id=notebook_id)
         data = ReportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -84,7 +84,7 @@ class ReportListCreateApi(APIView):
 
 
 def _report(request: Request, report_id: str) -> Report:
-    return get_object_or_404(Report, id=report_id, owner=request.user)
+    return get_object_or_404(selectors.reports_of(user=request.user), id=report_id)
 
 
 class ReportDetailApi(APIView):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -15,8 +15,10 @@ from backend.models import Job
 from backend.runtime import JobError, jobs_cancel_active, progress, subject_follow_job
 from notebooks import selectors as notebook_selectors
 from notebooks.llm import LLMError
-from notebooks.models import Notebook
 from reports.models import Report
+
+if TYPE_CHECKING:  # for annotations only: the app reads notebooks through notebooks.selectors
+    from notebooks.models import Notebook
 
 logger = logging.getLogger(__name__)
 
