@@ -5,6 +5,7 @@ from django.http import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -32,7 +33,7 @@ class PodcastSerializer(serializers.ModelSerializer[Podcast]):
         ]  # fmt: skip
 
     def get_job(self, podcast: Podcast) -> dict[str, Any] | None:
-        job = selectors.podcast_job(podcast=podcast)
+        job = selectors.podcast_job(podcast=podcast, jobs=self.context.get("jobs"))
         return dict(JobSerializer(job).data) if job else None
 
     def get_audio(self, podcast: Podcast) -> dict[str, str] | None:
@@ -65,8 +66,10 @@ class PodcastListCreateApi(APIView):
     @swagger_auto_schema(responses={200: PodcastSerializer(many=True)})
     def get(self, request: Request, notebook_id: str) -> Response:
         notebook = get_object_or_404(notebook_selectors.notebooks_of(user=request.user), id=notebook_id)
-        podcasts = selectors.podcasts_of_notebook(notebook=notebook)
-        return Response({"results": PodcastSerializer(podcasts, many=True).data})
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.podcasts_of_notebook(notebook=notebook), request, view=self) or []
+        jobs = selectors.jobs_of(podcasts=page)
+        return paginator.get_paginated_response(PodcastSerializer(page, many=True, context={"jobs": jobs}).data)
 
     @swagger_auto_schema(request_body=PodcastInputSerializer, responses={202: PodcastDetailSerializer})
     def post(self, request: Request, notebook_id: str) -> Response:

@@ -4,6 +4,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,7 +32,7 @@ class ReportSerializer(serializers.ModelSerializer[Report]):
         ]  # fmt: skip
 
     def _job(self, report: Report) -> Job | None:
-        return selectors.report_job(report=report)
+        return selectors.report_job(report=report, jobs=self.context.get("jobs"))
 
     def get_job(self, report: Report) -> dict[str, Any] | None:
         job = self._job(report)
@@ -63,7 +64,10 @@ class ReportListCreateApi(APIView):
     @swagger_auto_schema(responses={200: ReportSerializer(many=True)})
     def get(self, request: Request, notebook_id: str) -> Response:
         notebook = get_object_or_404(notebook_selectors.notebooks_of(user=request.user), id=notebook_id)
-        return Response({"results": ReportSerializer(selectors.reports_of_notebook(notebook=notebook), many=True).data})
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.reports_of_notebook(notebook=notebook), request, view=self) or []
+        jobs = selectors.jobs_of(reports=page)
+        return paginator.get_paginated_response(ReportSerializer(page, many=True, context={"jobs": jobs}).data)
 
     @swagger_auto_schema(request_body=ReportInputSerializer, responses={202: ReportDetailSerializer})
     def post(self, request: Request, notebook_id: str) -> Response:
