@@ -14,8 +14,8 @@ from backend.devrun import ROOT, procfile_entries, supervisord_config
 from backend.models import Job
 from backend.runtime import get_kind
 from backend.runtime import rq as rq_adapter
-from conftest import free_port
 from tests.helpers import wait_for
+from tests.processes import free_port
 
 
 def test_the_config_runs_every_procfile_process_but_release_with_restarts(tmp_path: Path) -> None:

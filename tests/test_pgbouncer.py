@@ -20,11 +20,11 @@ import httpx
 import pytest
 
 from backend import embedded_redis
-from conftest import LOG_DIR, free_port
 from notebooks.ingest.chunking import chunk_text
 from notebooks.ingest.extract import extract
 from notebooks.ingest.samples import prose
 from tests.helpers import wait_for
+from tests.processes import LOG_DIR, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PGBOUNCER = "/usr/sbin/pgbouncer"

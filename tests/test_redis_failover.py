@@ -23,11 +23,11 @@ import pytest
 from redis import Redis
 
 from backend.devrun import supervisord_config
-from conftest import free_port
 from notebooks.ingest.chunking import chunk_text
 from notebooks.ingest.extract import extract
 from notebooks.ingest.samples import prose
 from tests.helpers import wait_for
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTER = "quire"

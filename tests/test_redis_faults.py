@@ -42,7 +42,7 @@ class OwnRedis:
 
 @pytest.fixture
 def own_redis(tmp_path: Path, process_env: dict[str, str], transactional_db: Any, settings: Any) -> Iterator[Any]:
-    from conftest import Workers
+    from tests.processes import Workers
 
     redis = OwnRedis(tmp_path / "redis", db=int(settings.REDIS_URL.rsplit("/", 1)[1]))
     queues = {name: {**config, "URL": redis.url} for name, config in settings.RQ_QUEUES.items()}

@@ -19,11 +19,11 @@ import boto3
 import httpx
 import pytest
 
-from conftest import LOG_DIR, free_port
 from notebooks.ingest.chunking import chunk_text
 from notebooks.ingest.extract import extract
 from notebooks.ingest.samples import prose
 from tests.helpers import wait_for
+from tests.processes import LOG_DIR, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "quire-test"
