@@ -20,11 +20,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from backend.errors import DomainError
-from backend.models import Job
-from backend.runtime import JobError, batch_create, jobs_cancel_active, progress, publish_event, subject_follow_job
+from backend.runtime import JobError, batch_create, jobs_cancel_active, progress, publish_event
 from notebooks import selectors
 from notebooks.answer import Answer, Evidence, answer_offline
 from notebooks.answer_llm import answer_with_llm
+from notebooks.jobs import answer_question, process_source
 from notebooks.llm import LLMError, chat_stream
 from notebooks.models import Notebook, Question, Source
 from notebooks.search import Hit
@@ -52,8 +52,6 @@ def question_ask(
     source_ids: list[str] | None = None,
     previous_id: str | None = None,
 ) -> Question:
-    from notebooks.jobs import answer_question
-
     question = question.strip()
     if not question:
         raise QuestionRejected("The question is empty.", code="EMPTY_QUESTION")
@@ -234,16 +232,6 @@ def question_answer(*, question_id: str) -> dict[str, Any] | None:
     return {"answered": answer.answered, "citations": len(citations), "score": answer.best_score}
 
 
-def question_follow_job(job: Job) -> None:
-    """Status hook of notebooks.answer_question."""
-    S = Question.Status
-    subject_follow_job(
-        job,
-        Question.objects.filter(id=job.subject_id, job_id=job.id),
-        pending=S.PENDING, working=S.ANSWERING, done=S.COMPLETED, failed=S.FAILED, cancelled=S.CANCELLED,
-    )  # fmt: skip
-
-
 def question_delete(*, question: Question) -> None:
     if question.job_id:
         jobs_cancel_active(job_ids=[question.job_id])
@@ -262,8 +250,6 @@ def _note_text(question: Question) -> str:
 def question_save_as_note(*, question: Question) -> Source:
     """The answer as a source of kind ``note`` in the notebook (searchable once its job has run),
     keeping the citations as links to the passages it quoted. Saving twice returns the same note."""
-    from notebooks.jobs import process_source
-
     locked = Question.objects.select_for_update().get(id=question.id)
     if locked.status != Question.Status.COMPLETED or not locked.answered:
         raise DomainError("Only an answered question can be saved as a note.", code="NOT_ANSWERED", status_code=409)

@@ -24,6 +24,7 @@ from backend.models import Batch, Job
 from backend.runtime import JobError, batch_create, current, get_kind, jobs_cancel_active, progress, publish_event
 from notebooks.fetch import FetchError, FetchPolicy, fetch, validate_url
 from notebooks.ingest.errors import IngestError
+from notebooks.jobs import process_source
 from notebooks.models import Chunk, Notebook, Source
 
 if TYPE_CHECKING:
@@ -380,8 +381,6 @@ def _create_sources(
     priority: str,
     language: str = "",
 ) -> SourcesAdded:
-    from notebooks.jobs import process_source
-
     existing = _known_hashes(notebook)  # again, inside the transaction: another upload may have won
     batch = batch_create(owner=owner, notebook_id=notebook.id, label="sources")
     sources: list[Source] = []
@@ -653,36 +652,6 @@ def _url_filename(url: str, content_type: str) -> str:
         "text/markdown": "page.md",
     }
     return by_mime.get(mime, "page.html")
-
-
-def source_follow_job(job: Job) -> None:
-    """Status hook of notebooks.process_source: the source's status follows its job's."""
-    sources = Source.objects.filter(id=job.subject_id, job_id=job.id)
-    now = timezone.now()
-    if job.status in (Job.Status.RUNNING, Job.Status.RETRYING):
-        sources.filter(status=Source.Status.PENDING).update(status=Source.Status.PROCESSING, updated_at=now)
-    elif job.status == Job.Status.QUEUED:
-        sources.exclude(status=Source.Status.READY).update(status=Source.Status.PENDING, updated_at=now)
-    elif job.status in (Job.Status.FAILED, Job.Status.CANCELLED):
-        # A source that reached ready keeps its chunks: a late failure does not unmake them.
-        sources.exclude(status=Source.Status.READY).update(
-            status=Source.Status.FAILED if job.status == Job.Status.FAILED else Source.Status.CANCELLED,
-            error=job.error if job.status == Job.Status.FAILED else "Processing was cancelled.",
-            error_code=job.error_code if job.status == Job.Status.FAILED else "CANCELLED",
-            updated_at=now,
-        )
-    if job.status in Job.TERMINAL and job.batch_id is not None:
-        _overview_after_batch(job, job.batch_id)
-
-
-def _overview_after_batch(job: Job, batch_id: uuid.UUID) -> None:
-    """The batch's last job to end asks for an overview, if the batch made a source ready. Two
-    last jobs ending together may both ask: overview_request coalesces them."""
-    batch = Job.objects.filter(batch_id=batch_id)
-    if batch.filter(status__in=Job.ACTIVE).exists() or not batch.filter(status=Job.Status.SUCCEEDED).exists():
-        return
-    if job.notebook_id is not None:
-        overview_request(notebook_id=str(job.notebook_id), owner=job.owner, priority=job.priority)
 
 
 def source_delete(*, source: Source) -> None:

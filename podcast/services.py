@@ -17,8 +17,9 @@ from rest_framework import status
 
 from backend.errors import DomainError
 from backend.models import Job
-from backend.runtime import JobError, jobs_cancel_active, progress, subject_follow_job
+from backend.runtime import JobError, jobs_cancel_active, progress
 from notebooks import selectors as notebook_selectors
+from podcast.jobs import generate_podcast
 from podcast.models import Podcast
 
 if TYPE_CHECKING:  # for annotations only: the app reads notebooks through notebooks.selectors
@@ -39,7 +40,6 @@ def podcast_create(
     *, notebook: Notebook, owner: Any, title: str, minutes: float, focus: str = "", source_ids: list[str] | None = None
 ) -> Podcast:
     from podcast import speech
-    from podcast.jobs import generate_podcast
 
     # What can be known now is refused now, not ten minutes into a job.
     if not speech.available_backends():
@@ -185,22 +185,14 @@ def _topic_of(text: str, topics: list[str]) -> str:
     return topics[0] if topics else ""
 
 
-def podcast_follow_job(job: Job) -> None:
-    """Status hook of podcast.generate_podcast. Idempotent: it runs again once a cancelled
-    job's worker has stopped (runtime.state.job_settled), to catch files written after the first pass."""
-    S = Podcast.Status
-    subject_follow_job(
-        job,
-        Podcast.objects.filter(id=job.subject_id, job_id=job.id),
-        pending=S.PENDING, working=S.GENERATING, done=S.COMPLETED, failed=S.FAILED, cancelled=S.CANCELLED,
-    )  # fmt: skip
-    if job.status not in (Job.Status.FAILED, Job.Status.CANCELLED):
-        return
-    podcast = Podcast.objects.filter(id=job.subject_id).first()
-    if podcast is not None and (podcast.job_id != job.id or podcast.status == S.COMPLETED):
+def podcast_discard_partial(*, run: Job) -> None:
+    """After a failed or cancelled run (see podcast.jobs.podcast_follow_job): no partial audio
+    survives. Idempotent: it runs again once a cancelled job's worker has stopped
+    (runtime.state.job_settled), to catch files written after the first pass."""
+    podcast = Podcast.objects.filter(id=run.subject_id).first()
+    if podcast is not None and (podcast.job_id != run.id or podcast.status == Podcast.Status.COMPLETED):
         return  # a finished podcast keeps its audio; a newer run owns the work folder
-    # No partial audio survives a cancelled, failed or deleted podcast.
-    shutil.rmtree(segment_dir(job.subject_id), ignore_errors=True)
+    shutil.rmtree(segment_dir(run.subject_id), ignore_errors=True)
     if podcast is not None and (podcast.audio_wav or podcast.audio_mp3):
         _delete_audio([podcast.audio_wav.name, podcast.audio_mp3.name])
         Podcast.objects.filter(id=podcast.id).update(audio_wav="", audio_mp3="")

@@ -1,16 +1,36 @@
+"""Jobs of the reports app beside the hook that moves a report's status (a job's whole effect
+is in this file). A service imports the job it enqueues; a job imports its service in its body."""
+
+from __future__ import annotations
+
 from typing import Any
 
-from backend.runtime import job
-from reports import services
+from backend.models import Job
+from backend.runtime import job, subject_follow_job
+from reports.models import Report
 
 
-@job("reports.generate_report", queue="reports", on_change=services.report_follow_job)
+def report_follow_job(run: Job) -> None:
+    """Status hook of reports.generate_report."""
+    S = Report.Status
+    subject_follow_job(
+        run,
+        Report.objects.filter(id=run.subject_id, job_id=run.id),
+        pending=S.PENDING, working=S.GENERATING, done=S.COMPLETED, failed=S.FAILED, cancelled=S.CANCELLED,
+    )  # fmt: skip
+
+
+@job("reports.generate_report", queue="reports", on_change=report_follow_job)
 def generate_report(*, report_id: str) -> dict[str, Any] | None:
     """Write a cited report from the notebook's passages."""
-    return services.report_generate(report_id=report_id)
+    from reports.services import report_generate
+
+    return report_generate(report_id=report_id)
 
 
 @job("maintenance.cleanup_old_reports", queue="maintenance", retries=1)
 def cleanup_old_reports() -> dict[str, int]:
     """Remove old failed and cancelled reports (and completed ones when a retention is set)."""
-    return services.reports_cleanup()
+    from reports.services import reports_cleanup
+
+    return reports_cleanup()

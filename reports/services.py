@@ -11,10 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from backend.errors import DomainError
-from backend.models import Job
-from backend.runtime import JobError, jobs_cancel_active, progress, subject_follow_job
+from backend.runtime import JobError, jobs_cancel_active, progress
 from notebooks import selectors as notebook_selectors
 from notebooks.llm import LLMError
+from reports.jobs import generate_report
 from reports.models import Report
 
 if TYPE_CHECKING:  # for annotations only: the app reads notebooks through notebooks.selectors
@@ -36,8 +36,6 @@ def report_create(
     style: str = "summary",
     source_ids: list[str] | None = None,
 ) -> Report:
-    from reports.jobs import generate_report
-
     if not notebook_selectors.ready_source_count(notebook=notebook, source_ids=source_ids):
         raise DomainError(
             "The notebook has no ready sources to write from yet.", code="NO_READY_SOURCES", status_code=409
@@ -138,16 +136,6 @@ def generation_preload() -> None:
     """Called by the reports worker before it forks (settings.QUIRE_WORKER_PRELOAD): the
     generators, which the job imports lazily and each horse would import again."""
     from reports import generation  # noqa: F401
-
-
-def report_follow_job(job: Job) -> None:
-    """Status hook of reports.generate_report."""
-    S = Report.Status
-    subject_follow_job(
-        job,
-        Report.objects.filter(id=job.subject_id, job_id=job.id),
-        pending=S.PENDING, working=S.GENERATING, done=S.COMPLETED, failed=S.FAILED, cancelled=S.CANCELLED,
-    )  # fmt: skip
 
 
 def report_delete(*, report: Report) -> None:
