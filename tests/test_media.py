@@ -41,6 +41,26 @@ def http(live_server_url: str, alice: Any) -> httpx.Client:
     return httpx.Client(base_url=live_server_url, headers={"Authorization": f"Token {token.key}"}, timeout=60)
 
 
+def _under_way(job_id: str) -> None:
+    wait_for(
+        lambda: Job.objects.filter(id=job_id, message__regex=r"^Transcribing 0:[1-9]").exists(),
+        timeout=90,
+        message="transcription under way",
+    )
+
+
+def _retried(source_id: str) -> None:
+    """Until the source ends after a lost attempt, running the reconciler as the maintenance
+    worker's minute schedule would."""
+    from backend.runtime.reconcile import reconcile
+
+    def finished() -> bool:
+        reconcile()
+        return Source.objects.filter(id=source_id, status__in=["ready", "failed"]).exists()
+
+    wait_for(finished, timeout=180, interval=1, message="the retry")
+
+
 def _wav_header_only(seconds_declared: float, data: bytes, rate: int = 16000) -> bytes:
     """A 16-bit mono WAV whose header declares ``seconds_declared`` whatever data follows."""
     size = int(seconds_declared * rate * 2)
@@ -225,11 +245,7 @@ def test_cancelling_a_transcription_ends_it_within_seconds(workers: Any, http: h
     nb = new_notebook(http)
     body = upload(http, nb, [("lecture.wav", samples.wav_bytes(long, rate))]).json()
     source_id, job_id = body["sources"][0]["id"], body["sources"][0]["job"]["id"]
-    wait_for(
-        lambda: Job.objects.filter(id=job_id, message__regex=r"^Transcribing 0:[1-9]").exists(),
-        timeout=90,
-        message="transcription under way",
-    )
+    _under_way(job_id)
     assert http.post(f"/api/v1/jobs/{job_id}/cancel/").status_code == 200
     started = time.monotonic()
     source = wait_for(
@@ -246,8 +262,6 @@ def test_a_transcription_whose_work_horse_is_killed_runs_again_to_the_same_chunk
 ) -> None:
     import psutil
 
-    from backend.runtime.reconcile import reconcile
-
     audio, rate, _ = _speech()
     lecture = samples.wav_bytes(np.tile(audio, 4), rate)  # a minute of speech
     clean_nb, crash_nb = new_notebook(http, "clean"), new_notebook(http, "crash")
@@ -256,19 +270,11 @@ def test_a_transcription_whose_work_horse_is_killed_runs_again_to_the_same_chunk
 
     body = upload(http, crash_nb, [("lecture.wav", lecture)]).json()
     source_id, job_id = body["sources"][0]["id"], body["sources"][0]["job"]["id"]
-    wait_for(
-        lambda: Job.objects.filter(id=job_id, message__regex=r"^Transcribing 0:[1-9]").exists(),
-        timeout=90,
-        message="transcription under way",
-    )
+    _under_way(job_id)
     worker = psutil.Process(workers.procs["notebook_processing"].pid)
     work_horse(worker).kill()  # as the OOM killer would
 
-    def finished() -> bool:
-        reconcile()
-        return Source.objects.filter(id=source_id, status__in=["ready", "failed"]).exists()
-
-    wait_for(finished, timeout=180, interval=1, message="the retry")
+    _retried(source_id)
     crashed = Source.objects.get(id=source_id)
     assert crashed.status == "ready" and Job.objects.get(id=job_id).attempts == 2, crashed.error
 
@@ -316,25 +322,15 @@ def test_the_worker_holds_the_speech_model_in_one_process_and_survives_losing_it
 
     # The model's process dies in the middle of a recording: the job is retried, and the retry
     # (no model process now) loads the model in its work-horse and finishes to the same text.
-    from backend.runtime.reconcile import reconcile
-
     lecture = samples.wav_bytes(np.tile(audio, 4), rate)
     clean_nb, crash_nb = new_notebook(http, "clean"), new_notebook(http, "crash")
     (clean,) = all_done([upload(http, clean_nb, [("lecture.wav", lecture)]).json()["sources"][0]["id"]], timeout=180)
     body = upload(http, crash_nb, [("lecture.wav", lecture)]).json()
     source_id, job_id = body["sources"][0]["id"], body["sources"][0]["job"]["id"]
-    wait_for(
-        lambda: Job.objects.filter(id=job_id, message__regex=r"^Transcribing 0:[1-9]").exists(),
-        timeout=90,
-        message="transcription under way",
-    )
+    _under_way(job_id)
     model.kill()
 
-    def finished() -> bool:
-        reconcile()  # as the maintenance worker's minute schedule would
-        return Source.objects.filter(id=source_id, status__in=["ready", "failed"]).exists()
-
-    wait_for(finished, timeout=180, interval=1, message="the retry")
+    _retried(source_id)
     crashed = Source.objects.get(id=source_id)
     assert crashed.status == "ready" and Job.objects.get(id=job_id).attempts == 2, crashed.error
     assert _model_process(worker) is None

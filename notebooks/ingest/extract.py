@@ -592,7 +592,10 @@ def _key(text: str) -> str:
 
 def _segments(title: str) -> list[str]:
     """``title`` cut at the separators sites put around their name (none inside brackets)."""
-    return [title[a:b].strip() for a, b in _segment_spans(title)] if _separators(title) else [title]
+    cuts = _separators(title)
+    starts = [0] + [m.end() for m in cuts]
+    ends = [m.start() for m in cuts] + [len(title)]
+    return [title[a:b].strip() for a, b in zip(starts, ends, strict=True)]
 
 
 def _separators(title: str) -> list[re.Match[str]]:
@@ -606,13 +609,6 @@ def _separators(title: str) -> list[re.Match[str]]:
         elif i in marks and depth == 0:
             found.append(marks[i])
     return found
-
-
-def _segment_spans(title: str) -> list[tuple[int, int]]:
-    cuts = _separators(title)
-    starts = [0] + [m.end() for m in cuts]
-    ends = [m.start() for m in cuts] + [len(title)]
-    return list(zip(starts, ends, strict=True))
 
 
 def _html_meta(soup: BeautifulSoup) -> dict[str, str]:

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from notebooks.ingest.media import Segment, get_model
+
 logger = logging.getLogger(__name__)
 
 READY_TIMEOUT = 120.0  # seconds for the model process to load the model and listen
@@ -45,13 +47,6 @@ GONE = "The speech model's process stopped while transcribing; the job will be r
 
 class TranscriberGone(RuntimeError):
     """The model process stopped in the middle of a window."""
-
-
-@dataclass(frozen=True)
-class Piece:
-    start: float
-    end: float
-    text: str
 
 
 @dataclass(frozen=True)
@@ -99,10 +94,6 @@ def socket_path() -> str | None:
     return _server.path if _server is not None else None
 
 
-def server_pid() -> int | None:
-    return _server.process.pid if _server is not None else None
-
-
 class RemoteModel:
     """Quacks like faster-whisper's ``WhisperModel.transcribe`` for ``media.transcribe``,
     running it in the worker's model process; loads a model here (``fallback``) when that
@@ -112,7 +103,7 @@ class RemoteModel:
         self.path = path
         self.fallback = fallback
 
-    def transcribe(self, samples: np.ndarray, **options: Any) -> tuple[Iterator[Piece], Info]:
+    def transcribe(self, samples: np.ndarray, **options: Any) -> tuple[Iterator[Segment], Info]:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             conn.connect(self.path)
@@ -150,7 +141,7 @@ def _message(reader: Any) -> dict[str, Any]:
     return found
 
 
-def _pieces(conn: socket.socket, reader: Any) -> Iterator[Piece]:
+def _pieces(conn: socket.socket, reader: Any) -> Iterator[Segment]:
     # Closing the connection (the consumer stopped: a cancel, an error) tells the model process
     # to drop the window.
     try:
@@ -160,7 +151,7 @@ def _pieces(conn: socket.socket, reader: Any) -> Iterator[Piece]:
                 return
             if "error" in message:
                 raise RuntimeError(f"the speech model failed: {message['error']}")
-            yield Piece(float(message["start"]), float(message["end"]), str(message["text"]))
+            yield Segment(float(message["start"]), float(message["end"]), str(message["text"]))
     finally:
         reader.close()
         conn.close()
@@ -170,8 +161,6 @@ def _pieces(conn: socket.socket, reader: Any) -> Iterator[Piece]:
 
 
 def serve(path: str, size: str, cache_root: Path, threads: int, parent: int) -> None:
-    from notebooks.ingest.media import get_model
-
     model = get_model(size, cache_root, threads)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = f"{path}.{os.getpid()}"

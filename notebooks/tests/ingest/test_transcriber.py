@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from notebooks.ingest import transcriber
-from notebooks.ingest.transcriber import Info, Piece, RemoteModel, TranscriberGone
+from notebooks.ingest.media import Segment
+from notebooks.ingest.transcriber import Info, RemoteModel, TranscriberGone
 
 
 class CountingModel:
@@ -23,14 +24,14 @@ class CountingModel:
         self.produced = 0
         self.finished = threading.Event()
 
-    def transcribe(self, samples: np.ndarray, **options: Any) -> tuple[Iterator[Piece], Info]:
+    def transcribe(self, samples: np.ndarray, **options: Any) -> tuple[Iterator[Segment], Info]:
         self.received.append((samples.copy(), options))
 
-        def pieces() -> Iterator[Piece]:
+        def pieces() -> Iterator[Segment]:
             try:
                 for second in range(len(samples) // 16_000):
                     self.produced += 1
-                    yield Piece(float(second), second + 1.0, f"second {second}")
+                    yield Segment(float(second), second + 1.0, f"second {second}")
             finally:
                 self.finished.set()
 
@@ -63,7 +64,7 @@ def test_a_window_goes_to_the_model_process_and_its_segments_come_back_in_order(
     audio = np.linspace(-1, 1, 5 * 16_000, dtype=np.float32)
     pieces, info = RemoteModel(str(tmp_path / "m.sock"), _no_fallback).transcribe(audio, language=None, beam_size=5)
     assert info.language == "en"
-    assert list(pieces) == [Piece(float(s), s + 1.0, f"second {s}") for s in range(5)]
+    assert list(pieces) == [Segment(float(s), s + 1.0, f"second {s}") for s in range(5)]
     thread.join(5)
     ((sent, options),) = model.received
     assert np.array_equal(sent, audio) and options == {"language": None, "beam_size": 5}
