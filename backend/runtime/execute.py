@@ -56,11 +56,23 @@ def dispatch_next(queue: str) -> None:
     dispatch(queue)
 
 
+# Who refills RQ for a job that starts: a forking worker does it itself, in the parent, while its
+# horse runs (see workers.ForkingWorker.fork_work_horse); anything else that runs jobs (an
+# in-process worker, a test's worker) leaves it to run() below.
+_refill_at_start = True
+
+
+def leave_refill_to_worker() -> None:
+    """Called by a worker that refills RQ itself when it hands a job to a process of its own."""
+    global _refill_at_start
+    _refill_at_start = False
+
+
 def _dispatch_beside(queue: str) -> threading.Thread | None:
     """Refill RQ for the job just taken on a thread beside the job, not before it: the picking
     and the push (about ten queries and round trips) then overlap the work instead of adding
     to every job's time."""
-    if not is_fair(queue):
+    if not _refill_at_start or not is_fair(queue):
         return None
 
     def refill() -> None:
