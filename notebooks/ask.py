@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from backend.errors import DomainError
 from backend.runtime import JobError, batch_create, jobs_cancel_active, progress, publish_event
-from notebooks import selectors
+from notebooks import embeddings, selectors
 from notebooks.answer import Answer, Evidence, answer_offline
 from notebooks.answer_llm import answer_with_llm
 from notebooks.jobs import answer_question, process_source
@@ -112,8 +112,6 @@ def answer_for(
     """Retrieve (unless ``hits`` are given) and answer: the job's work without the bookkeeping,
     and what ``make eval`` measures. The LLM answers when one is configured (``use_llm`` None)
     or asked for, from the same passages; ``history`` is the earlier turns it reads."""
-    from notebooks.services import embedder
-
     if hits is None:
         progress(10, "Retrieving passages")
         # A follow-up's retrieval also looks for the earlier turns' words ("and in children?").
@@ -132,22 +130,21 @@ def answer_for(
             max_tokens=settings.LLM_MAX_TOKENS,
         )
         try:
-            return answer_with_llm(question, evidence, embedder().embed, stream, history=history or [], on_text=on_text)
+            embed = embeddings.embedder().embed
+            return answer_with_llm(question, evidence, embed, stream, history=history or [], on_text=on_text)
         except LLMError as exc:
             # Timeouts and 5xx are retried by the job (retries=2, a second apart); a rejected
             # request (bad key, unknown model) fails at once with the endpoint's reason.
             raise JobError(exc.code, exc.message, retryable=exc.retryable) from exc
-    return answer_offline(question, evidence, embedder().embed, context=context, on_text=on_text)
+    return answer_offline(question, evidence, embeddings.embedder().embed, context=context, on_text=on_text)
 
 
 def question_answerable(*, notebook: Notebook, question: str) -> bool:
     """Whether the offline answerer answers ``question`` from the notebook (rather than
     declining): the check a suggested question passes before the overview shows it."""
-    from notebooks.services import embedder
-
     hits = selectors.question_evidence(notebook=notebook, query=question, source_ids=None, k=EVIDENCE_PASSAGES)
     evidence = [Evidence(h.chunk_id, h.source_id, h.source_title, h.position, h.page, h.text) for h in hits]
-    return answer_offline(question, evidence, embedder().embed).answered
+    return answer_offline(question, evidence, embeddings.embedder().embed).answered
 
 
 class _Coalesced:
@@ -280,6 +277,4 @@ def question_save_as_note(*, question: Question) -> Source:
 def ask_preload() -> None:
     """Called by the default worker at start (settings.QUIRE_WORKER_PRELOAD): the embedder, so
     the first question does not pay for loading the model."""
-    from notebooks.services import embedder
-
-    embedder()
+    embeddings.embedder()

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from django.db.models import Count, Sum
 
 from backend.errors import DomainError
+from notebooks import embeddings
 from notebooks.ingest.keywords import KeywordIndex, Query, Vocabulary, parse_query, snippet
 from notebooks.ingest.media import clock
 from notebooks.ingest.minilm import DIM
@@ -236,8 +237,6 @@ def notebook_search(
     mode: str = "hybrid",
     source_ids: list[str] | None = None,
 ) -> Results:
-    from notebooks.services import embedder
-
     if mode not in MODES:
         raise DomainError(f"mode must be one of {', '.join(MODES)}.", code="BAD_MODE")
     parsed = parse_query(query)
@@ -250,7 +249,7 @@ def notebook_search(
     model = None
     if mode != "keyword":  # keyword search never needs the model
         try:
-            model = embedder()
+            model = embeddings.embedder()
         except Exception:
             if mode == "semantic":
                 raise

@@ -10,7 +10,8 @@ import numpy as np
 import numpy.typing as npt
 from django.db.models import QuerySet
 
-from notebooks import search
+from notebooks import embeddings, search
+from notebooks.answer import Evidence, answer_offline, sentence_spans
 from notebooks.models import Chunk, Notebook, Question, Source
 from notebooks.search import Hit
 
@@ -69,14 +70,12 @@ def passages(
     With a query: the chunks closest to it. Without: the most central chunks of the notebook,
     chosen by maximal marginal relevance so they cover it instead of repeating one point.
     """
-    from notebooks.services import embedder
-
     chunks = list(notebook_chunks(notebook=notebook, source_ids=source_ids))
     if not chunks:
         return []
     vectors = np.vstack([np.frombuffer(c.embedding, dtype=np.float32) for c in chunks])
     if query:
-        target = embedder().embed([query])[0]
+        target = embeddings.embedder().embed([query])[0]
         scores = vectors @ target
         ranked = np.argsort(-scores, kind="stable")[:limit]
         # Off-topic chunks are not material for a focused report, however few chunks there are.
@@ -115,13 +114,10 @@ def topic_passages(
     keyword overlap), so a passage that only shares words or a field with the topic is left
     out. Each passage's score is that best sentence's.
     """
-    from notebooks.answer import Evidence, answer_offline, sentence_spans
-    from notebooks.services import embedder
-
     hits = question_evidence(notebook=notebook, query=topic, source_ids=source_ids, k=limit * TOPIC_CANDIDATES)
     if not hits:
         return []
-    embed = _remembered(embedder().embed)
+    embed = _remembered(embeddings.embedder().embed)
     # One batch for every sentence the answerer will score (it embeds each passage's apart).
     embed([topic, *(h.text[a:b] for h in hits for a, b in sentence_spans(h.text))])
     scored = []

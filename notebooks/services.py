@@ -22,15 +22,17 @@ from rest_framework import status
 from backend.errors import DomainError
 from backend.models import Batch, Job
 from backend.runtime import JobError, batch_create, current, get_kind, jobs_cancel_active, progress, publish_event
+from notebooks import embeddings
+from notebooks.ask import question_answerable
 from notebooks.fetch import FetchError, FetchPolicy, fetch, validate_url
 from notebooks.ingest.errors import IngestError
 from notebooks.jobs import process_source
 from notebooks.models import Chunk, Notebook, Source
+from notebooks.overview import compute_overview
 
 if TYPE_CHECKING:
     from django.core.files.uploadedfile import UploadedFile
 
-    from notebooks.ingest.embedding import Embedder
     from notebooks.ingest.filetypes import Kind
 
 logger = logging.getLogger(__name__)
@@ -112,17 +114,10 @@ def notebook_delete(*, notebook: Notebook) -> None:
 # --- adding sources
 
 
-def embedder() -> Embedder:
-    from notebooks.ingest.embedding import get_embedder
-
-    return get_embedder(settings.QUIRE_EMBEDDER)
-
-
 def ingestion_preload() -> None:
     """Called by the notebook_processing worker before it forks (settings.QUIRE_WORKER_PRELOAD):
     the embedder, and the modules its jobs import lazily (pypdf, python-docx, trafilatura…),
     which each work-horse would otherwise import again (about 0.2 s a job) and lose at exit."""
-    from notebooks import overview  # noqa: F401
     from notebooks.ingest import chunking, extract  # noqa: F401
     from notebooks.ingest.embedding import preload_embedder
 
@@ -501,7 +496,7 @@ def source_process(*, source_id: str) -> None:
     # that follows at once. Each report is a database update and a live event, about 2 ms in a
     # work-horse; a typical document has one batch, so four reports instead of five.
     vectors = []
-    model = embedder()
+    model = embeddings.embedder()
     for start in range(0, len(chunks), EMBED_BATCH):
         low, span = (76, 20) if timed else (25, 70)  # a recording's first three quarters were its transcription
         progress(low + int(span * start / len(chunks)), f"Embedding chunk {start}/{len(chunks)}")
@@ -724,9 +719,6 @@ def overview_request(*, notebook_id: str, owner: Any = None, priority: str = "in
 
 
 def overview_build(*, notebook_id: str) -> dict[str, Any] | None:
-    from notebooks.ask import question_answerable
-    from notebooks.overview import compute_overview
-
     notebook = Notebook.objects.filter(id=notebook_id).first()
     if notebook is None:
         return None

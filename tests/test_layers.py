@@ -53,6 +53,9 @@ def test_the_project_keeps_its_import_contracts() -> None:
         ("backend/runtime/events.py", "from notebooks.models import Notebook", "know nothing above them"),
         # Another app querying the notebooks app's models instead of its selectors.
         ("podcast/apis.py", "from notebooks.models import Notebook", "through its selectors only"),
+        # An app's lower layer reaching up: a selector calling a service, a model its job.
+        ("notebooks/selectors.py", "from notebooks import services", "reads top-down"),
+        ("reports/models.py", "from reports.jobs import generate_report", "reads top-down"),
     ],
 )
 def test_breaking_a_contract_fails_the_lint(copy_of_the_project: Path, module: str, line: str, contract: str) -> None:
@@ -60,5 +63,5 @@ def test_breaking_a_contract_fails_the_lint(copy_of_the_project: Path, module: s
     target.write_text(target.read_text() + f"\n{line}  # noqa\n")
     result = lint_imports(copy_of_the_project)
     assert result.returncode != 0
-    broken = [row for row in result.stdout.splitlines() if row.endswith("BROKEN")]
+    broken = [row for row in result.stdout.splitlines() if " BROKEN" in row]  # "BROKEN (n ignored imports)"
     assert any(contract in row for row in broken), result.stdout

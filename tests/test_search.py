@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.db.models import F
 
-from notebooks import services
+from notebooks import embeddings, services
 from notebooks.models import Chunk, Notebook, Source
 
 
@@ -128,7 +128,7 @@ def test_it_answers_by_keywords_and_says_so_when_the_embedder_is_down(
     def broken() -> Any:
         raise RuntimeError("model files missing")
 
-    monkeypatch.setattr(services, "embedder", broken)
+    monkeypatch.setattr(embeddings, "embedder", broken)
     body = search(client, notebook, "CRISPR-Cas9")
     assert body["degraded"] == "keyword only"
     assert body["results"][0]["source_id"] == str(sources["crispr"].id)
@@ -178,7 +178,7 @@ def test_the_cache_kept_up_to_date_by_difference_answers_as_a_rebuilt_one(owner:
     text = "A late note on volcano ash."
     # Its own vector: a copy of another chunk's would tie with it, and BLAS may order exact ties
     # by where the rows sit in memory.
-    vector = services.embedder().embed([text])[0].tobytes()
+    vector = embeddings.embedder().embed([text])[0].tobytes()
     gap = min(set(range(1, max(live))) - live)
     Chunk.objects.create(
         id=gap,

@@ -90,7 +90,7 @@ def _quotes_rationale(quotes: list[str], rationale: list[str]) -> bool:
 def _naive(question: str, hits: list[Any]) -> list[tuple[str, str]]:
     """Top three sentences by cosine alone: (source id, sentence)."""
     from notebooks.answer import sentence_spans
-    from notebooks.services import embedder
+    from notebooks.embeddings import embedder
 
     sentences = [(h.source_id, h.text[a:b]) for h in hits for a, b in sentence_spans(h.text)]
     if not sentences:

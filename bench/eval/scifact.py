@@ -121,12 +121,12 @@ _embedder: CachedEmbedder | None = None
 def use_cached_embedder() -> CachedEmbedder:
     """Route ingestion's and search's ``embedder()`` through the cache (this process only)."""
     global _embedder
-    from notebooks import services
+    from notebooks import embeddings
     from notebooks.ingest.embedding import get_embedder
 
     if _embedder is None:
         _embedder = CachedEmbedder(get_embedder("minilm-onnx"), Path(settings.EVAL_EMBEDDINGS))
-        services.embedder = lambda: _embedder  # type: ignore[assignment,return-value]
+        embeddings.embedder = lambda: _embedder  # type: ignore[assignment,return-value]
     return _embedder
 
 

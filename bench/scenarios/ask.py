@@ -84,7 +84,7 @@ def embed_pieces(texts: list[str]) -> np.ndarray:
     from django.conf import settings
 
     from bench.eval.scifact import CachedEmbedder
-    from notebooks.services import embedder
+    from notebooks.embeddings import embedder
 
     folder = Path(settings.DATA_DIR) / "bench"
     folder.mkdir(parents=True, exist_ok=True)

@@ -172,7 +172,7 @@ def run(ctx: Context) -> list[Row]:
         say(f"  inserted {size:,} chunks in {time.perf_counter() - start:.1f} s")
     warmup_notebook, _ = populate(ctx, 20, rng)
 
-    from notebooks.services import embedder
+    from notebooks.embeddings import embedder
 
     model = embedder()
     model.embed(["warm-up"])
