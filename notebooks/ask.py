@@ -21,10 +21,9 @@ from django.utils import timezone
 
 from backend.errors import DomainError
 from backend.runtime import JobError, batch_create, jobs_cancel_active, progress, publish_event
-from notebooks import embeddings, selectors
+from notebooks import embeddings, jobs, selectors
 from notebooks.answer import Answer, Evidence, answer_offline
 from notebooks.answer_llm import answer_with_llm
-from notebooks.jobs import answer_question, process_source
 from notebooks.llm import LLMError, chat_stream
 from notebooks.models import Notebook, Question, Source
 from notebooks.search import Hit
@@ -78,7 +77,9 @@ def question_ask(
     asked = Question.objects.create(
         notebook=notebook, owner=owner, question=question, source_ids=source_ids, previous=previous
     )
-    job = answer_question.enqueue({"question_id": str(asked.id)}, owner=owner, subject=asked, notebook_id=notebook.id)
+    job = jobs.question_answer.enqueue(
+        {"question_id": str(asked.id)}, owner=owner, subject=asked, notebook_id=notebook.id
+    )
     Question.objects.filter(id=asked.id).update(job_id=job.id)
     asked.job_id = job.id
     return asked
@@ -265,7 +266,7 @@ def question_save_as_note(*, question: Question) -> Source:
         citations=locked.citations,
     )
     batch = batch_create(owner=locked.owner, notebook_id=locked.notebook_id, label="note")
-    job = process_source.enqueue(
+    job = jobs.source_process.enqueue(
         {"source_id": str(note.id)}, owner=locked.owner, subject=note, notebook_id=locked.notebook_id, batch=batch
     )
     Source.objects.filter(id=note.id).update(job_id=job.id)

@@ -44,19 +44,19 @@ def source_follow_job(run: Job) -> None:
 
 
 @job("notebooks.process_source", queue="notebook_processing", on_change=source_follow_job)
-def process_source(*, source_id: str) -> None:
+def source_process(*, source_id: str) -> None:
     """Read or fetch a source, extract, chunk and embed it, and index its chunks."""
-    from notebooks.services import source_process
+    from notebooks import services
 
-    source_process(source_id=source_id)
+    services.source_process(source_id=source_id)
 
 
 @job("notebooks.build_overview", queue="notebook_processing", retries=2)
-def build_overview(*, notebook_id: str) -> dict[str, Any] | None:
+def overview_build(*, notebook_id: str) -> dict[str, Any] | None:
     """Summary, key topics and suggested questions of a notebook, after a batch of sources."""
-    from notebooks.services import overview_build
+    from notebooks import services
 
-    return overview_build(notebook_id=notebook_id)
+    return services.overview_build(notebook_id=notebook_id)
 
 
 def question_follow_job(run: Job) -> None:
@@ -73,8 +73,15 @@ def question_follow_job(run: Job) -> None:
 # must not queue behind the forking ingestion of an import. Only the LLM path fails in ways a
 # retry mends (a timeout, a 5xx), and soon or not at all: a second, then five.
 @job("notebooks.answer_question", queue="default", retries=2, retry_intervals=(1, 5), on_change=question_follow_job)
-def answer_question(*, question_id: str) -> dict[str, Any] | None:
+def question_answer(*, question_id: str) -> dict[str, Any] | None:
     """Answer a question from the notebook's passages, streaming the answer as events."""
-    from notebooks.ask import question_answer
+    from notebooks import ask
 
-    return question_answer(question_id=question_id)
+    return ask.question_answer(question_id=question_id)
+
+
+# The dotted paths these jobs had until 2026-12 (RQ payloads and Job.func rows already queued
+# hold them): kept importable for one release.
+process_source = source_process
+build_overview = overview_build
+answer_question = question_answer

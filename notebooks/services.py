@@ -21,12 +21,11 @@ from rest_framework import status
 
 from backend.errors import DomainError
 from backend.models import Batch, Job
-from backend.runtime import JobError, batch_create, current, get_kind, jobs_cancel_active, progress, publish_event
-from notebooks import embeddings
+from backend.runtime import JobError, batch_create, current, jobs_cancel_active, progress, publish_event
+from notebooks import embeddings, jobs
 from notebooks.ask import question_answerable
 from notebooks.fetch import FetchError, FetchPolicy, fetch, validate_url
 from notebooks.ingest.errors import IngestError
-from notebooks.jobs import process_source
 from notebooks.models import Chunk, Notebook, Source
 from notebooks.overview import compute_overview
 
@@ -428,9 +427,9 @@ def _create_sources(
     _check_queue_room(owner, len(sources), lock=True)
     Source.objects.bulk_create(sources)
 
-    jobs: dict[str, Job] = {}
+    queued: dict[str, Job] = {}
     for source in sources:
-        job = process_source.enqueue(
+        job = jobs.source_process.enqueue(
             {"source_id": str(source.id)},
             owner=owner,
             subject=source,
@@ -438,10 +437,10 @@ def _create_sources(
             batch=batch,
             priority=priority,
         )
-        jobs[str(source.id)] = job
+        queued[str(source.id)] = job
         Source.objects.filter(id=source.id).update(job_id=job.id)
         source.job_id = job.id
-    return SourcesAdded(batch=batch, sources=sources, jobs=jobs, duplicates=duplicates)
+    return SourcesAdded(batch=batch, sources=sources, jobs=queued, duplicates=duplicates)
 
 
 def _clean_filename(name: str) -> str:
@@ -689,8 +688,7 @@ def overview_request(*, notebook_id: str, owner: Any = None, priority: str = "in
     3. A rebuild that is running (or retrying) read the notebook before this request: the new one
        depends on it, so it runs after it instead of beside it.
     Returns the rebuild queued here, or None."""
-    build = get_kind("notebooks.build_overview")
-    assert build is not None
+    build = jobs.overview_build
     waiting = Notebook.objects.filter(id=notebook_id).values_list("overview_waiting_job_id", flat=True).first()
     if waiting is None:
         return None  # the notebook is gone

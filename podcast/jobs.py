@@ -26,16 +26,22 @@ def podcast_follow_job(run: Job) -> None:
 
 
 @job("podcast.generate_podcast", queue="podcast", on_change=podcast_follow_job)
-def generate_podcast(*, podcast_id: str) -> dict[str, Any] | None:
+def podcast_generate(*, podcast_id: str) -> dict[str, Any] | None:
     """Write a two-host script from the notebook and voice it into WAV and MP3."""
-    from podcast.services import podcast_generate
+    from podcast import services
 
-    return podcast_generate(podcast_id=podcast_id)
+    return services.podcast_generate(podcast_id=podcast_id)
 
 
 @job("maintenance.cleanup_old_podcast_jobs", queue="maintenance", retries=1)
-def cleanup_old_podcast_jobs() -> dict[str, int]:
+def podcasts_cleanup() -> dict[str, int]:
     """Remove old failed/cancelled podcasts, orphaned audio files and stale work folders."""
-    from podcast.services import podcasts_cleanup
+    from podcast import services
 
-    return podcasts_cleanup()
+    return services.podcasts_cleanup()
+
+
+# The dotted paths these jobs had until 2026-12 (RQ payloads and Job.func rows already queued
+# hold them): kept importable for one release.
+generate_podcast = podcast_generate
+cleanup_old_podcast_jobs = podcasts_cleanup

@@ -19,7 +19,7 @@ from backend.errors import DomainError
 from backend.models import Job
 from backend.runtime import JobError, jobs_cancel_active, progress
 from notebooks import selectors as notebook_selectors
-from podcast.jobs import generate_podcast
+from podcast import jobs
 from podcast.models import Podcast
 
 if TYPE_CHECKING:  # for annotations only: the app reads notebooks through notebooks.selectors
@@ -58,7 +58,7 @@ def podcast_create(
         title=title or f"{notebook.title}: an overview",
         options={"minutes": minutes, "focus": focus, "source_ids": source_ids or []},
     )
-    job = generate_podcast.enqueue(
+    job = jobs.podcast_generate.enqueue(
         {"podcast_id": str(podcast.id)}, owner=owner, subject=podcast, notebook_id=notebook.id
     )
     Podcast.objects.filter(id=podcast.id).update(job_id=job.id)

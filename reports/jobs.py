@@ -21,16 +21,22 @@ def report_follow_job(run: Job) -> None:
 
 
 @job("reports.generate_report", queue="reports", on_change=report_follow_job)
-def generate_report(*, report_id: str) -> dict[str, Any] | None:
+def report_generate(*, report_id: str) -> dict[str, Any] | None:
     """Write a cited report from the notebook's passages."""
-    from reports.services import report_generate
+    from reports import services
 
-    return report_generate(report_id=report_id)
+    return services.report_generate(report_id=report_id)
 
 
 @job("maintenance.cleanup_old_reports", queue="maintenance", retries=1)
-def cleanup_old_reports() -> dict[str, int]:
+def reports_cleanup() -> dict[str, int]:
     """Remove old failed and cancelled reports (and completed ones when a retention is set)."""
-    from reports.services import reports_cleanup
+    from reports import services
 
-    return reports_cleanup()
+    return services.reports_cleanup()
+
+
+# The dotted paths these jobs had until 2026-12 (RQ payloads and Job.func rows already queued
+# hold them): kept importable for one release.
+generate_report = report_generate
+cleanup_old_reports = reports_cleanup

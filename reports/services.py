@@ -14,7 +14,7 @@ from backend.errors import DomainError
 from backend.runtime import JobError, jobs_cancel_active, progress
 from notebooks import selectors as notebook_selectors
 from notebooks.llm import LLMError
-from reports.jobs import generate_report
+from reports import jobs
 from reports.models import Report
 
 if TYPE_CHECKING:  # for annotations only: the app reads notebooks through notebooks.selectors
@@ -47,7 +47,9 @@ def report_create(
         title=title,
         options={"length": length, "style": style, "source_ids": source_ids or []},
     )
-    job = generate_report.enqueue({"report_id": str(report.id)}, owner=owner, subject=report, notebook_id=notebook.id)
+    job = jobs.report_generate.enqueue(
+        {"report_id": str(report.id)}, owner=owner, subject=report, notebook_id=notebook.id
+    )
     Report.objects.filter(id=report.id).update(job_id=job.id)
     report.job_id = job.id
     return report

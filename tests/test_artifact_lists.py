@@ -18,7 +18,7 @@ def _job(owner: Any, notebook: Notebook, n: int, progress: int) -> Job:
         id=f"job-{n}-{notebook.id}",
         kind="reports.generate_report",
         queue="reports",
-        func="reports.jobs.generate_report",
+        func="reports.jobs.report_generate",
         timeout=600,
         owner=owner,
         subject_type="reports.report",

@@ -155,10 +155,10 @@ def test_spoken_wav_and_mp4_become_a_timed_searchable_transcript(workers: Any, h
     )
 
     # Running the job again (a retry after a crash) leaves the same chunks.
-    from notebooks.jobs import process_source
+    from notebooks.jobs import source_process
 
     before = list(Chunk.objects.filter(source=wav_source).values_list("position", "text", "time_start", "time_end"))
-    again = process_source.enqueue(
+    again = source_process.enqueue(
         {"source_id": str(wav_source.id)}, subject=wav_source, notebook_id=wav_source.notebook_id
     )
     Source.objects.filter(id=wav_source.id).update(job_id=again.id)

@@ -110,18 +110,42 @@ def test_uploaded_files_become_searchable_chunks_and_an_overview(workers: Any, h
 
 
 def test_running_the_job_twice_leaves_the_same_chunks(workers: Any, http: httpx.Client) -> None:
-    from notebooks.jobs import process_source
+    from notebooks.jobs import source_process
 
     nb = new_notebook(http)
     body = upload(http, nb, [("roads.md", docs.roman_roads_markdown())]).json()
     (source,) = all_done([body["sources"][0]["id"]])
     before = list(Chunk.objects.filter(source=source).values_list("position", "text", "page"))
-    again = process_source.enqueue({"source_id": str(source.id)}, subject=source, notebook_id=source.notebook_id)
+    again = source_process.enqueue({"source_id": str(source.id)}, subject=source, notebook_id=source.notebook_id)
     Source.objects.filter(id=source.id).update(job_id=again.id)
     wait_for(lambda: Job.objects.filter(id=again.id, status="succeeded").exists(), message="second run")
     after = list(Chunk.objects.filter(source=source).values_list("position", "text", "page"))
     assert after == before
     assert Source.objects.get(id=source.id).chunk_count == len(before)
+
+
+def test_a_job_queued_under_its_old_dotted_path_still_runs(workers: Any, http: httpx.Client) -> None:
+    """Job rows and RQ payloads queued before the jobs took their services' names hold the old
+    dotted path (notebooks.jobs.process_source, until 2026-12): after the upgrade they still run."""
+    from django.db import transaction
+
+    from backend.runtime import rq as rq_adapter
+    from notebooks.jobs import source_process
+
+    nb = new_notebook(http)
+    body = upload(http, nb, [("roads.md", docs.roman_roads_markdown())]).json()
+    (source,) = all_done([body["sources"][0]["id"]])
+    before = list(Chunk.objects.filter(source=source).values_list("position", "text", "page"))
+    Chunk.objects.filter(source=source).delete()
+    with transaction.atomic():  # the row as an older release wrote it, before anything is pushed
+        old = source_process.enqueue({"source_id": str(source.id)}, subject=source, notebook_id=source.notebook_id)
+        Job.objects.filter(id=old.id).update(func="notebooks.jobs.process_source")
+        Source.objects.filter(id=source.id).update(job_id=old.id)
+    wait_for(lambda: Job.objects.filter(id=old.id, status="succeeded").exists(), message="the old path's run")
+    assert Job.objects.get(id=old.id).func == "notebooks.jobs.process_source"
+    assert rq_adapter.fetch(old.id).func_name == "notebooks.jobs.process_source"  # what RQ imported
+    assert list(Chunk.objects.filter(source=source).values_list("position", "text", "page")) == before
+    assert source_process.path == "notebooks.jobs.source_process"  # what new rows get
 
 
 def test_pasted_text_and_a_web_page_are_ingested(workers: Any, http: httpx.Client) -> None:

@@ -1,10 +1,12 @@
 """Quire's job runtime: declare a job kind, enqueue it, report progress from inside it.
 
     @job("notebooks.process_source", queue="notebook_processing", on_change=source_follow_job)
-    def process_source(*, source_id: str) -> None:
-        source_process(source_id=source_id)
+    def source_process(*, source_id: str) -> None:
+        from notebooks import services  # a job imports its service in its body
 
-    process_source.enqueue({"source_id": str(source.id)}, owner=user, subject=source,
+        services.source_process(source_id=source_id)
+
+    source_process.enqueue({"source_id": str(source.id)}, owner=user, subject=source,
                            notebook_id=source.notebook_id, batch=batch)
 
 Inside the work, services call ``progress(40, "Embedding chunk 3/10")``, which also raises

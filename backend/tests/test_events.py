@@ -26,7 +26,7 @@ def test_a_jobs_event_is_what_the_api_serializer_renders_for_events(
         id=f"job-{status}",
         kind="notebooks.process_source",
         queue="notebook_processing",
-        func="notebooks.jobs.process_source",
+        func="notebooks.jobs.source_process",
         timeout=600,
         owner=owner,
         subject_type="notebooks.source",
