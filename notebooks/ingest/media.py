@@ -146,11 +146,9 @@ _MEDIA_MAGIC: Final[tuple[tuple[int, bytes], ...]] = (
     (0, b"OggS"),
     (0, b"fLaC"),
     (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM
-    (4, b"ftyp"),  # MP4, M4A, MOV
-    (4, b"moov"),
-    (4, b"mdat"),
-    (4, b"wide"),
 )
+# MP4, M4A and MOV start with a box: a 4-byte big-endian size, then its type.
+_ISO_BOXES: Final = (b"ftyp", b"moov", b"mdat", b"wide")
 SUPPORTED_MEDIA: Final = "MP3, WAV, M4A/AAC, OGG/Opus, FLAC, or the audio of MP4, WebM, MKV and MOV"
 
 
@@ -160,6 +158,12 @@ def looks_like_media(data: bytes) -> bool:
         return True
     if any(data[at : at + len(magic)] == magic for at, magic in _MEDIA_MAGIC):
         return True
+    if data[4:8] in _ISO_BOXES:
+        # The size must fit the file (0: to the end, 1: a 64-bit size follows): a text that
+        # starts "The widespread…" has "wide" at byte 4 and a "size" of 1.4 GB.
+        size = int.from_bytes(data[:4], "big")
+        if size in (0, 1) or 8 <= size <= len(data):
+            return True
     # MPEG audio frames (an MP3 without a tag) and ADTS AAC start with an 11-bit frame sync.
     return len(data) >= 2 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0
 
