@@ -74,6 +74,11 @@ class Job(models.Model):
     # row and handed it to RQ (null: it waits in the backlog; set once, by a conditional UPDATE).
     priority = models.CharField(max_length=20, choices=Priority.choices, default=Priority.INTERACTIVE)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Run together (runtime/companions.py): the job that took this one along from the backlog
+    # ("": it runs by itself), and whether it must run by itself, after a group it ran in ended
+    # in a crash nobody can attribute to one member.
+    led_by = models.CharField(max_length=64, blank=True, default="")
+    alone = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

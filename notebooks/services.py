@@ -21,7 +21,17 @@ from rest_framework import status
 
 from backend.errors import DomainError
 from backend.models import Batch, Job
-from backend.runtime import JobError, batch_create, current, jobs_cancel_active, progress, publish_event
+from backend.runtime import (
+    Candidate,
+    Companion,
+    JobError,
+    batch_create,
+    current,
+    jobs_cancel_active,
+    progress,
+    publish_event,
+    take_along,
+)
 from notebooks import embeddings, jobs
 from notebooks.ask import question_answerable
 from notebooks.fetch import FetchError, FetchPolicy, fetch, validate_url
@@ -464,15 +474,108 @@ def _title_from_text(text: str) -> str:
 # --- the ingestion job's work
 
 
-def source_process(*, source_id: str) -> None:
-    """Read or fetch, extract, chunk, embed, then replace the source's chunks in one transaction."""
-    from notebooks.ingest.chunking import chunk_text
-    from notebooks.ingest.extract import extract, extracted_from_text
+# Small sources run in groups (backend/runtime/companions.py): a small source's job takes up to
+# GROUP_SOURCES - 1 more of its owner's waiting small sources along, and all their chunks are
+# embedded in one call. "Small": pasted text, or a text, Markdown or HTML file, of at most
+# GROUP_SOURCE_BYTES; a group holds at most GROUP_BYTES, about a second and a half of embedding
+# on two cores, which is also the longest another user's job waits behind one.
+GROUP_SOURCES = 32
+GROUP_SOURCE_BYTES = 16 * 1024
+GROUP_BYTES = 64 * 1024
+_GROUPED_TYPES = ("txt", "md", "html")
 
+
+@dataclass
+class _Prepared:
+    """A source read, extracted and chunked, before its embedding."""
+
+    source: Source
+    extracted: Any
+    chunks: list[Any]
+    timed: _Timed | None = None
+
+
+def source_process(*, source_id: str) -> None:
+    """Read or fetch, extract, chunk, embed, then replace the source's chunks in one transaction.
+    A small source does the same for the small sources it takes along (GROUP_SOURCES)."""
     source = Source.objects.filter(id=source_id).first()
     if source is None:
         logger.info("Source %s is gone; nothing to process", source_id)
         return
+    prepared = _prepare(source)
+    if not _groupable(source):
+        _store(prepared, _embed(prepared))
+        return
+    with take_along(limit=GROUP_SOURCES - 1, choose=lambda offered: _companions(source, offered)) as companions:
+        if not companions:
+            _store(prepared, _embed(prepared))
+            return
+        _process_group(prepared, companions)
+
+
+def _groupable(source: Source) -> bool:
+    if source.kind in (Source.Kind.TEXT, Source.Kind.NOTE):
+        return len(source.text) <= GROUP_SOURCE_BYTES
+    return (
+        source.kind == Source.Kind.FILE
+        and source.content_type in _GROUPED_TYPES
+        and 0 < source.size <= GROUP_SOURCE_BYTES
+    )
+
+
+def _companions(lead: Source, offered: Sequence[Candidate]) -> list[str]:
+    """Of the lead's owner's waiting source jobs, the small ones that fit the group's budget."""
+    sources = {
+        str(s.id): s
+        for s in Source.objects.filter(id__in=[c.subject_id for c in offered], status=Source.Status.PENDING)
+    }
+    room = GROUP_BYTES - max(lead.size, len(lead.text))
+    chosen = []
+    for candidate in offered:
+        source = sources.get(candidate.subject_id)
+        if source is None or candidate.kwargs.get("source_id") != candidate.subject_id or not _groupable(source):
+            continue
+        size = max(source.size, len(source.text))
+        if size <= room:
+            chosen.append(candidate.job_id)
+            room -= size
+    return chosen
+
+
+def _process_group(lead: _Prepared, companions: list[Companion]) -> None:
+    """Each companion's source is prepared as its own job (a failure is its own), every
+    chunk of the group is embedded in one call, and each source is stored and its job ended."""
+    members: list[tuple[Companion, _Prepared]] = []
+    for companion in companions:
+        prepared = companion.step(_prepare_by_id, companion.subject_id)
+        if prepared is None:
+            companion.succeed()  # the source is gone (its job ends, as a lone job would); no-op if it failed
+        else:
+            members.append((companion, prepared))
+    texts = [c.text for prepared in [lead, *(p for _, p in members)] for c in prepared.chunks]
+    progress(25, f"Embedding {len(texts)} chunks of {len(members) + 1} sources")
+    matrix = embeddings.embedder().embed(texts).astype(np.float32)
+    progress(97, "Indexing")
+    at = len(lead.chunks)
+    for companion, prepared in members:
+        companion.step(_store, prepared, matrix[at : at + len(prepared.chunks)])
+        companion.succeed()  # a no-op when its step failed; settles it when it was cancelled
+        at += len(prepared.chunks)
+    _store(lead, matrix[: len(lead.chunks)])
+
+
+def _prepare_by_id(source_id: str) -> _Prepared | None:
+    source = Source.objects.filter(id=source_id).first()
+    if source is None:
+        logger.info("Source %s is gone; nothing to process", source_id)
+        return None
+    return _prepare(source)
+
+
+def _prepare(source: Source) -> _Prepared:
+    from notebooks.ingest.chunking import chunk_text
+    from notebooks.ingest.extract import extract, extracted_from_text
+
     timed: _Timed | None = None
     try:
         if source.kind in (Source.Kind.TEXT, Source.Kind.NOTE):
@@ -488,12 +591,15 @@ def source_process(*, source_id: str) -> None:
         chunks = chunk_text(extracted.text, extracted.pages)
     except IngestError as exc:
         raise JobError(exc.code, exc.message) from exc
-    times = [timed.time_range(c.char_start, c.char_end) if timed else (None, None) for c in chunks]
+    return _Prepared(source, extracted, chunks, timed)
 
+
+def _embed(prepared: _Prepared) -> Any:
     # A step is reported as it starts, once per step that takes a user-visible time: chunking
     # (a few ms) goes with the embedding it leads to, and the last batch with the indexing
     # that follows at once. Each report is a database update and a live event, about 2 ms in a
     # work-horse; a typical document has one batch, so four reports instead of five.
+    chunks, timed = prepared.chunks, prepared.timed
     vectors = []
     model = embeddings.embedder()
     for start in range(0, len(chunks), EMBED_BATCH):
@@ -501,9 +607,15 @@ def source_process(*, source_id: str) -> None:
         progress(low + int(span * start / len(chunks)), f"Embedding chunk {start}/{len(chunks)}")
         batch = chunks[start : start + EMBED_BATCH]
         vectors.append(model.embed([c.text for c in batch]))
-    matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, model.dim), np.float32)
-
     progress(97, "Indexing")
+    return np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, model.dim), np.float32)
+
+
+def _store(prepared: _Prepared, matrix: Any) -> bool:
+    """Write the source's text and chunks in one transaction; False when the source was
+    deleted or cancelled meanwhile (it keeps nothing)."""
+    source, extracted, chunks, timed = prepared.source, prepared.extracted, prepared.chunks, prepared.timed
+    times = [timed.time_range(c.char_start, c.char_end) if timed else (None, None) for c in chunks]
     title = source.title
     if source.kind not in (Source.Kind.TEXT, Source.Kind.NOTE) and extracted.title:
         title = extracted.title[:TITLE_MAX]
@@ -531,7 +643,7 @@ def source_process(*, source_id: str) -> None:
         )
         if not updated:
             logger.info("Source %s was deleted or cancelled while processing; dropping its chunks", source.id)
-            return
+            return False
         # Replace, never append: running the job twice leaves the same chunks.
         Chunk.objects.filter(source_id=source.id).delete()
         Chunk.objects.bulk_create(
@@ -551,6 +663,7 @@ def source_process(*, source_id: str) -> None:
             for i, c in enumerate(chunks)
         )
         Notebook.objects.filter(id=source.notebook_id).update(chunks_version=F("chunks_version") + 1)
+    return True
 
 
 @dataclass

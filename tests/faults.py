@@ -1,5 +1,7 @@
 """Fault injection for crash tests: a worker started with QUIRE_CRASH_AT="<kind>|<step prefix>"
-dies (os._exit, like a SIGKILL) the first time a job of that kind reports that step."""
+dies (os._exit, like a SIGKILL) the first time a job of that kind reports that step; with
+QUIRE_CRASH_EVERY_TIME="<job id>" as well, only that job, and every time (an input that always
+kills its process)."""
 
 import os
 
@@ -12,6 +14,11 @@ def maybe_crash(kind: str, job_id: str, message: str) -> None:
         return
     want_kind, prefix = spec.split("|", 1)
     if kind != want_kind or not message.startswith(prefix):
+        return
+    every_time = os.environ.get("QUIRE_CRASH_EVERY_TIME")
+    if every_time:
+        if job_id == every_time:
+            os._exit(137)
         return
     if rq_adapter.connection().set(f"quire:test:crashed:{job_id}:{prefix}", 1, nx=True):
         os._exit(137)

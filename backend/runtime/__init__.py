@@ -20,6 +20,7 @@ see pyproject.toml). Behind it, the layers, each importing only those below it:
 
     workers      the RQ worker classes the Procfile names
     declare      @job and what it returns (call it, enqueue it)
+    companions   a running job takes waiting jobs of its kind along (small sources)
     execute      what happens around a job function   │ reconcile  Job rows and RQ back in line
     context      progress, cancellation, current()
     state        the Job state machine: guarded transitions, enqueue, cancel, retry
@@ -28,6 +29,7 @@ see pyproject.toml). Behind it, the layers, each importing only those below it:
     rq │ kinds   the RQ/Redis adapter │ job kinds, their registry, JobError
 """
 
+from backend.runtime.companions import Candidate, Companion, take_along
 from backend.runtime.context import JobContext, acheck_cancelled, aprogress, check_cancelled, current, progress
 from backend.runtime.declare import DeclaredJob, get_job, job
 from backend.runtime.events import EVENT_ID, publish
@@ -52,6 +54,8 @@ publish_event = publish  # an event of the notebook's own (an overview, an answe
 __all__ = [
     "EVENT_ID",
     "BatchStillRunning",
+    "Candidate",
+    "Companion",
     "DeclaredJob",
     "JobCancelled",
     "JobContext",
@@ -76,4 +80,5 @@ __all__ = [
     "progress",
     "publish_event",
     "subject_follow_job",
+    "take_along",
 ]

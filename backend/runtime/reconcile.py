@@ -20,7 +20,7 @@ from backend.runtime import dispatch
 from backend.runtime import rq as rq_adapter
 from backend.runtime.context import progress
 from backend.runtime.dispatch import job_push
-from backend.runtime.state import job_fail, job_retry
+from backend.runtime.state import job_fail, job_requeue, job_retry
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,14 @@ def reconcile() -> dict[str, int]:
         counts["checked"] += 1
         rq_status = rq_adapter.status_of(job.id)
         if job.status == S.RUNNING:
-            if current_job_of.get(job.worker_name) == job.id:
-                continue  # its worker is alive and still on it
+            if job.worker_name in current_job_of:
+                if current_job_of[job.worker_name] in (job.id, job.led_by):
+                    continue  # its worker is alive and on it (or on the job that took it along)
+                if job.updated_at > settled and _in_a_group(job):
+                    # Its worker is alive and just let go of a group (a killed or dead horse):
+                    # the worker puts the members back uncounted within milliseconds
+                    # (ForkingWorker.handle_job_failure); a retry now would race it.
+                    continue
             if rq_status == "started" and job.worker_name in current_job_of:
                 continue  # worker alive, between heartbeats
             _recover_lost(job, counts)
@@ -90,6 +96,10 @@ def reconcile() -> dict[str, int]:
     return counts
 
 
+def _in_a_group(job: Job) -> bool:
+    return bool(job.led_by) or Job.objects.filter(led_by=job.id, status=S.RUNNING).exists()
+
+
 def _held_nowhere(job: Job, rq_status: str) -> bool:
     # RQ changes a job's status and moves it (schedule -> queue, queue -> started) in one
     # transaction, so a status still the same after the look was not caught mid-move.
@@ -109,6 +119,17 @@ def _dependencies_pending(job: Job) -> bool:
 def _recover_lost(job: Job, counts: dict[str, Any]) -> None:
     # Fenced on the attempt and worker seen above; RQ's copy is dropped only once that holds
     # (a newer attempt that started meanwhile keeps its own). job_push replaces RQ's copy.
+    if _in_a_group(job):
+        # Lost with a whole group (runtime/companions.py): whose input it was is unknown, as
+        # after a horse's crash, so each member waits again uncounted and then runs alone.
+        error = "The worker running this job with others stopped unexpectedly; it runs again by itself."
+        if job_requeue(job_id=job.id, attempt=job.attempts, worker_name=job.worker_name, alone=True,
+                       counted=False, error_code="WORKER_LOST", error=error):  # fmt: skip
+            rq_adapter.delete(job.id)
+            counts["lost_retried"] += 1
+            logger.warning("Job %s (%s) lost with worker %s in a group; it runs again alone", job.id, job.kind,
+                           job.worker_name)  # fmt: skip
+        return
     if job.attempts < job.max_attempts:
         if job_retry(
             job_id=job.id,

@@ -186,6 +186,7 @@ def job_start(*, job_id: str, worker_name: str) -> Job | None:
         started_at=now,
         heartbeat_at=now,
         worker_name=worker_name,
+        led_by="",  # a companion lost with its worker runs again as a job of its own
         message="Running",
     )
 
@@ -243,6 +244,86 @@ def job_fail(
     return _transition(
         job_id, sources, S.FAILED, _fence(attempt, worker_name), error_code=error_code, error=error, message="Failed"
     )
+
+
+def companions_claim(*, lead: Job, job_ids: Sequence[str], worker_name: str) -> list[Job]:
+    """Take these waiting rows of the fair backlog along with ``lead`` (runtime/companions.py):
+    each that still waits turns running under the lead's worker, with an attempt of its own.
+    One conditional UPDATE: a row a dispatcher claimed or a user cancelled meanwhile is left."""
+    now = timezone.now()
+    Job.objects.filter(
+        id__in=list(job_ids), status=S.QUEUED, dispatched_at__isnull=True, alone=False, kind=lead.kind
+    ).update(
+        status=S.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=now,
+        heartbeat_at=now,
+        dispatched_at=now,
+        updated_at=now,
+        worker_name=worker_name,
+        led_by=lead.id,
+        message="Running",
+    )
+    taken = list(Job.objects.filter(id__in=list(job_ids), status=S.RUNNING, led_by=lead.id, started_at=now))
+    for job in taken:
+        _after_change(job)
+    return taken
+
+
+def job_requeue(
+    *,
+    job_id: str,
+    attempt: int | None = None,
+    worker_name: str | None = None,
+    alone: bool = True,
+    counted: bool = True,
+    error_code: str = "",
+    error: str = "",
+) -> Job | None:
+    """A running companion goes back to the fair backlog (its RQ-less way of being retried).
+    ``counted=False``: the attempt it had did not happen as far as its budget goes (its group
+    crashed or its lead was cancelled, through no fault of its own)."""
+    fields: dict[str, Any] = {
+        "dispatched_at": None,
+        "led_by": "",
+        "alone": alone,
+        "started_at": None,
+        "message": "Attempt failed; waiting to run again" if error_code else "Waiting for a worker",
+    }
+    if error_code:
+        fields.update(error_code=error_code, error=error)
+    if not counted:
+        fields["attempts"] = F("attempts") - 1
+    requeued = _transition(job_id, (S.RUNNING,), S.QUEUED, _fence(attempt, worker_name), **fields)
+    if requeued is not None:
+        transaction.on_commit(lambda: dispatch.dispatch(requeued.queue), robust=True)
+    return requeued
+
+
+def has_companions(*, lead_id: str, worker_name: str) -> bool:
+    return Job.objects.filter(led_by=lead_id, worker_name=worker_name, status=S.RUNNING).exists()
+
+
+def companions_release(*, lead_id: str, worker_name: str, crashed: bool) -> list[str]:
+    """The lead's run ended before its companions did (its horse was killed or died, or the
+    group's shared step raised): each goes back to the backlog, its attempt not counted. After a
+    crash, which member caused it is unknown: each then runs alone, so only the culprit fails."""
+    released = []
+    error = "The work-horse running this job with others stopped unexpectedly; it runs again by itself."
+    for job in Job.objects.filter(led_by=lead_id, worker_name=worker_name, status=S.RUNNING):
+        if job_requeue(
+            job_id=job.id,
+            attempt=job.attempts,
+            worker_name=worker_name,
+            alone=crashed,
+            counted=False,
+            error_code="WORKER_LOST" if crashed else "",
+            error=error if crashed else "",
+        ):
+            released.append(job.id)
+    if released:
+        logger.warning("Job %s ended before %s of its companions; they wait again", lead_id, len(released))
+    return released
 
 
 def job_lost(

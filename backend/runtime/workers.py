@@ -29,7 +29,8 @@ from rq.serializers import JSONSerializer
 
 from backend.runtime.execute import dispatch_next, leave_refill_to_worker, warm_up
 from backend.runtime.rq import JSONJob, use_client
-from backend.runtime.state import job_lost
+from backend.runtime.rq import delete as rq_delete
+from backend.runtime.state import companions_release, has_companions, job_lost, job_requeue
 
 logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -162,9 +163,22 @@ class _QuireWorkerMixin:
             status = None
         will_retry = status in (JobStatus.QUEUED, JobStatus.SCHEDULED)
         timed_out = "JobTimeoutException" in exc_string or "timeout" in exc_string.lower()
-        job_lost(job_id=job.id, stopped=stopped, will_retry=will_retry, timed_out=timed_out, worker_name=self.name)
+        # Jobs it had taken along (runtime/companions.py) wait again, their attempt not counted.
+        # After anything but a cancel, whose input ended the horse is unknown: the lead goes back
+        # the same way (out of RQ, which may have scheduled its retry), and each runs alone.
+        # The lead first: while its companions still run, the reconciler leaves it to us.
+        crashed = not stopped
+        if not (crashed and has_companions(lead_id=job.id, worker_name=self.name) and self._requeue_lead(job)):
+            job_lost(job_id=job.id, stopped=stopped, will_retry=will_retry, timed_out=timed_out, worker_name=self.name)
+        companions_release(lead_id=job.id, worker_name=self.name, crashed=crashed)
         dispatch_next(queue.name)  # a killed horse never reached its own dispatch at the end
         connections.close_all()
+
+    def _requeue_lead(self, job: RQJob) -> bool:
+        rq_delete(job.id)
+        error = "The work-horse running this job with others stopped unexpectedly; it runs again by itself."
+        lead = job_requeue(job_id=job.id, worker_name=self.name, counted=False, error_code="WORKER_LOST", error=error)
+        return lead is not None
 
 
 # The worker's database connections as a work-horse inherited them: referenced until the horse

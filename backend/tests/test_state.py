@@ -105,3 +105,46 @@ def test_cancelling_a_running_job_reaches_rq_and_its_next_progress_stops_it(
     assert cancelled.status == S.CANCELLED and cancelled.finished_at is not None
     assert published == [(job.id, S.CANCELLED), (job.id, "rq-cancel")]
     assert not state.job_progress(job_id=job.id, percent=60)  # the running code stops at its next report
+
+
+@pytest.mark.django_db
+def test_a_lead_takes_along_only_waiting_rows_of_its_kind_each_with_an_attempt_of_its_own(
+    make_job: Any, published: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state.dispatch, "dispatch", lambda queue: [])
+    lead = state.job_start(job_id=make_job().id, worker_name="w1")
+    assert lead is not None
+    waiting = make_job()
+    handed_to_rq = make_job(dispatched_at=lead.started_at)
+    alone = make_job(alone=True)
+    other_kind = make_job(kind="tests.other")
+    cancelled = make_job(status=S.CANCELLED)
+    ids = [waiting.id, handed_to_rq.id, alone.id, other_kind.id, cancelled.id]
+    taken = state.companions_claim(lead=lead, job_ids=ids, worker_name="w1")
+    assert [job.id for job in taken] == [waiting.id]
+    row = Job.objects.get(id=waiting.id)
+    assert (row.status, row.attempts, row.worker_name, row.led_by) == (S.RUNNING, 1, "w1", lead.id)
+    assert row.dispatched_at is not None  # out of the backlog: no dispatcher hands it to RQ too
+    assert state.companions_claim(lead=lead, job_ids=ids, worker_name="w1") == []  # never twice
+    assert Job.objects.filter(id__in=ids[1:], status=S.RUNNING).count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("crashed", [True, False])
+def test_companions_of_a_lead_that_ended_early_wait_again_uncounted(
+    make_job: Any, published: list[Any], monkeypatch: pytest.MonkeyPatch, crashed: bool
+) -> None:
+    monkeypatch.setattr(state.dispatch, "dispatch", lambda queue: [])
+    lead = state.job_start(job_id=make_job().id, worker_name="w1")
+    assert lead is not None
+    companion = make_job()
+    state.companions_claim(lead=lead, job_ids=[companion.id], worker_name="w1")
+    # Another worker's release (a stale signal) changes nothing.
+    assert state.companions_release(lead_id=lead.id, worker_name="w2", crashed=crashed) == []
+    assert state.companions_release(lead_id=lead.id, worker_name="w1", crashed=crashed) == [companion.id]
+    row = Job.objects.get(id=companion.id)
+    assert (row.status, row.attempts, row.led_by, row.dispatched_at, row.alone) == (S.QUEUED, 0, "", None, crashed)
+    assert row.error_code == ("WORKER_LOST" if crashed else "")
+    # Run again as a job of its own, it starts as any job does.
+    again = state.job_start(job_id=companion.id, worker_name="w1")
+    assert again is not None and (again.attempts, again.led_by) == (1, "")
