@@ -503,14 +503,12 @@ def source_process(*, source_id: str) -> None:
         logger.info("Source %s is gone; nothing to process", source_id)
         return
     prepared = _prepare(source)
-    if not _groupable(source):
-        _store(prepared, _embed(prepared))
-        return
-    with take_along(limit=GROUP_SOURCES - 1, choose=lambda offered: _companions(source, offered)) as companions:
-        if not companions:
-            _store(prepared, _embed(prepared))
-            return
-        _process_group(prepared, companions)
+    if _groupable(source):
+        with take_along(limit=GROUP_SOURCES - 1, choose=lambda offered: _companions(source, offered)) as companions:
+            if companions:
+                _process_group(prepared, companions)
+                return
+    _store(prepared, _embed(prepared))
 
 
 def _groupable(source: Source) -> bool:

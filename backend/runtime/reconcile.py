@@ -20,7 +20,7 @@ from backend.runtime import dispatch
 from backend.runtime import rq as rq_adapter
 from backend.runtime.context import progress
 from backend.runtime.dispatch import job_push
-from backend.runtime.state import job_fail, job_requeue, job_retry
+from backend.runtime.state import GROUP_LOST, job_fail, job_requeue, job_retry
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +122,8 @@ def _recover_lost(job: Job, counts: dict[str, Any]) -> None:
     if _in_a_group(job):
         # Lost with a whole group (runtime/companions.py): whose input it was is unknown, as
         # after a horse's crash, so each member waits again uncounted and then runs alone.
-        error = "The worker running this job with others stopped unexpectedly; it runs again by itself."
         if job_requeue(job_id=job.id, attempt=job.attempts, worker_name=job.worker_name, alone=True,
-                       counted=False, error_code="WORKER_LOST", error=error):  # fmt: skip
+                       counted=False, error_code="WORKER_LOST", error=GROUP_LOST):  # fmt: skip
             rq_adapter.delete(job.id)
             counts["lost_retried"] += 1
             logger.warning("Job %s (%s) lost with worker %s in a group; it runs again alone", job.id, job.kind,

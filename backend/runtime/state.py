@@ -300,6 +300,11 @@ def job_requeue(
     return requeued
 
 
+# The error a group's members show after their process died with the group (a crash, a lost
+# worker): written by the worker, the state machine and the reconciler alike.
+GROUP_LOST = "The process running this job with others stopped unexpectedly; it runs again by itself."
+
+
 def has_companions(*, lead_id: str, worker_name: str) -> bool:
     return Job.objects.filter(led_by=lead_id, worker_name=worker_name, status=S.RUNNING).exists()
 
@@ -309,7 +314,6 @@ def companions_release(*, lead_id: str, worker_name: str, crashed: bool) -> list
     group's shared step raised): each goes back to the backlog, its attempt not counted. After a
     crash, which member caused it is unknown: each then runs alone, so only the culprit fails."""
     released = []
-    error = "The work-horse running this job with others stopped unexpectedly; it runs again by itself."
     for job in Job.objects.filter(led_by=lead_id, worker_name=worker_name, status=S.RUNNING):
         if job_requeue(
             job_id=job.id,
@@ -318,7 +322,7 @@ def companions_release(*, lead_id: str, worker_name: str, crashed: bool) -> list
             alone=crashed,
             counted=False,
             error_code="WORKER_LOST" if crashed else "",
-            error=error if crashed else "",
+            error=GROUP_LOST if crashed else "",
         ):
             released.append(job.id)
     if released:

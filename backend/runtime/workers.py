@@ -30,7 +30,7 @@ from rq.serializers import JSONSerializer
 from backend.runtime.execute import dispatch_next, leave_refill_to_worker, warm_up
 from backend.runtime.rq import JSONJob, use_client
 from backend.runtime.rq import delete as rq_delete
-from backend.runtime.state import companions_release, has_companions, job_lost, job_requeue
+from backend.runtime.state import GROUP_LOST, companions_release, has_companions, job_lost, job_requeue
 
 logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -176,8 +176,9 @@ class _QuireWorkerMixin:
 
     def _requeue_lead(self, job: RQJob) -> bool:
         rq_delete(job.id)
-        error = "The work-horse running this job with others stopped unexpectedly; it runs again by itself."
-        lead = job_requeue(job_id=job.id, worker_name=self.name, counted=False, error_code="WORKER_LOST", error=error)
+        lead = job_requeue(
+            job_id=job.id, worker_name=self.name, counted=False, error_code="WORKER_LOST", error=GROUP_LOST
+        )
         return lead is not None
 
 
