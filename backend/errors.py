@@ -11,24 +11,67 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class DomainError(Exception):
-    status_code: int = status.HTTP_400_BAD_REQUEST
+    """A request the domain refuses: bad input (400). Subclasses name other kinds of refusal;
+    which HTTP status each kind gets is decided here, in STATUS, not where it is raised."""
+
     code = "INVALID"
 
-    def __init__(
-        self, message: str, *, details: Any = None, code: str | None = None, status_code: int | None = None
-    ) -> None:
+    def __init__(self, message: str, *, details: Any = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
         if code:
             self.code = code
-        if status_code:
-            self.status_code = status_code
+
+
+class NotFound(DomainError):
+    """Something the request names does not exist (or is not the caller's to see)."""
+
+    code = "NOT_FOUND"
 
 
 class Conflict(DomainError):
-    status_code = status.HTTP_409_CONFLICT
+    """The thing exists but its state forbids the request now (not ready, already finished)."""
+
     code = "CONFLICT"
+
+
+class TooLarge(DomainError):
+    code = "TOO_LARGE"
+
+
+class Unsupported(DomainError):
+    """Content of a kind the server does not take (a file type it cannot read)."""
+
+    code = "UNSUPPORTED_TYPE"
+
+
+class Overloaded(DomainError):
+    """Too much asked or waiting for this caller: try again later (``retry_after`` seconds)."""
+
+    code = "OVERLOADED"
+    retry_after: int | None = None
+
+
+class Unavailable(DomainError):
+    """Something the server needs is missing or down (a storage, an installed engine)."""
+
+    code = "UNAVAILABLE"
+
+
+STATUS: dict[type[DomainError], int] = {
+    NotFound: status.HTTP_404_NOT_FOUND,
+    Conflict: status.HTTP_409_CONFLICT,
+    TooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    Unsupported: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    Overloaded: status.HTTP_429_TOO_MANY_REQUESTS,
+    Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+def status_of(exc: DomainError) -> int:
+    """The HTTP status of a domain error: that of the nearest kind it is, else 400."""
+    return next((STATUS[kind] for kind in type(exc).__mro__ if kind in STATUS), status.HTTP_400_BAD_REQUEST)
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -37,10 +80,9 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            response["Retry-After"] = str(retry_after)
+        response = Response(error_body(exc.code, exc.message, exc.details), status=status_of(exc))
+        if isinstance(exc, Overloaded) and exc.retry_after:
+            response["Retry-After"] = str(exc.retry_after)
         return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

@@ -152,3 +152,42 @@ def _instant(value: datetime | None) -> str | None:
         return None
     text = timezone.localtime(value).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+class Artifact(models.Model):
+    """What a notebook's job generates for its owner (a report, a podcast): the fields, statuses
+    and status mapping they share. Each follows one Job row (``job_id``) through its status hook
+    (``subject_follow_job(run, rows, **Artifact.STATUS_OF_JOB)``); the app adds its content."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        GENERATING = "generating"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    # The artifact's status for each state of its job, as subject_follow_job names them.
+    STATUS_OF_JOB = {
+        "pending": Status.PENDING,
+        "working": Status.GENERATING,
+        "done": Status.COMPLETED,
+        "failed": Status.FAILED,
+        "cancelled": Status.CANCELLED,
+    }
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    notebook = models.ForeignKey("notebooks.Notebook", on_delete=models.CASCADE, related_name="%(class)ss")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="%(class)ss")
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    word_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    job_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]

@@ -1,8 +1,9 @@
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import QuerySet
 
-from backend.models import Batch, Job
+from backend.models import Artifact, Batch, Job
 
 
 def jobs_of(*, user: Any, filters: dict[str, str] | None = None) -> QuerySet[Job]:
@@ -19,3 +20,20 @@ def jobs_of(*, user: Any, filters: dict[str, str] | None = None) -> QuerySet[Job
 
 def batch_of(*, user: Any, batch_id: Any) -> Batch:
     return Batch.objects.get(owner=user, id=batch_id)
+
+
+def artifact_job(*, artifact: Artifact, jobs: dict[Any, Job] | None = None) -> Job | None:
+    """A report's or podcast's Job row, from ``jobs`` (see ``artifact_jobs``) when a list has
+    loaded them."""
+    if not artifact.job_id:
+        return None
+    if jobs is not None:
+        return jobs.get(artifact.job_id)
+    return Job.objects.filter(id=artifact.job_id).first()
+
+
+def artifact_jobs(*, artifacts: Iterable[Artifact]) -> dict[Any, Job]:
+    """The Job rows of a page of reports or podcasts in one query (a list does not query once
+    per row)."""
+    ids = {a.job_id for a in artifacts if a.job_id}
+    return {job.id: job for job in Job.objects.filter(id__in=ids)} if ids else {}

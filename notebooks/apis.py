@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.auth import aauthenticate
-from backend.errors import DomainError, error_body
+from backend.errors import Conflict, DomainError, NotFound, TooLarge, error_body
 from backend.http import ranged_file_response
 from backend.models import Job
 from backend.runtime import EVENT_ID, event_cursor, event_stream
@@ -152,11 +152,7 @@ class SourceListCreateApi(APIView):
         notebook = _notebook(request, notebook_id)
         declared = request.META.get("CONTENT_LENGTH") or "0"
         if declared.isdigit() and int(declared) > settings.QUIRE_MAX_REQUEST_BYTES:
-            raise DomainError(
-                f"The request is larger than {settings.QUIRE_MAX_REQUEST_BYTES // (1024 * 1024)} MB.",
-                code="TOO_LARGE",
-                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
+            raise TooLarge(f"The request is larger than {settings.QUIRE_MAX_REQUEST_BYTES // (1024 * 1024)} MB.")
         files = request.FILES.getlist("files") if request.content_type.startswith("multipart/") else []
         if files:
             form = cast(dict[str, Any], request.data)
@@ -209,11 +205,7 @@ class SourceContentApi(APIView):
     def get(self, request: Request, notebook_id: str, source_id: str) -> Response:
         source = _source(request, notebook_id, source_id)
         if source.status != Source.Status.READY:
-            raise DomainError(
-                f"The source is {source.status}; its text is available once it is ready.",
-                code="NOT_READY",
-                status_code=status.HTTP_409_CONFLICT,
-            )
+            raise Conflict(f"The source is {source.status}; its text is available once it is ready.", code="NOT_READY")
         body: dict[str, Any] = {"id": str(source.id), "title": source.title, "text": source.text}
         if source.content_type == "audio":
             # The timed transcript: each segment is one line of `text`.
@@ -237,7 +229,7 @@ class SourceFileApi(APIView):
     def get(self, request: Request, notebook_id: str, source_id: str) -> HttpResponseBase:
         source = _source(request, notebook_id, source_id)
         if not source.file:
-            raise DomainError("This source has no original file.", code="NO_FILE", status_code=404)
+            raise NotFound("This source has no original file.", code="NO_FILE")
         if source.content_type == "audio":
             # Played in the page from a timestamp: served inline with Range, so a player can seek.
             name = safe_filename(source.original_filename, "recording")

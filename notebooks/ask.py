@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from backend.errors import DomainError
+from backend.errors import Conflict, DomainError
 from backend.runtime import JobError, batch_create, jobs_cancel_active, progress, publish_event
 from notebooks import embeddings, jobs, selectors
 from notebooks.answer import Answer, Evidence, answer_offline
@@ -71,9 +71,7 @@ def question_ask(
         if previous is None:
             raise QuestionRejected("The conversation's earlier question was not found.", code="UNKNOWN_CONVERSATION")
     if not selectors.ready_source_count(notebook=notebook, source_ids=source_ids or None):
-        raise DomainError(
-            "The notebook has no ready sources to answer from yet.", code="NO_READY_SOURCES", status_code=409
-        )
+        raise Conflict("The notebook has no ready sources to answer from yet.", code="NO_READY_SOURCES")
     asked = Question.objects.create(
         notebook=notebook, owner=owner, question=question, source_ids=source_ids, previous=previous
     )
@@ -250,7 +248,7 @@ def question_save_as_note(*, question: Question) -> Source:
     keeping the citations as links to the passages it quoted. Saving twice returns the same note."""
     locked = Question.objects.select_for_update().get(id=question.id)
     if locked.status != Question.Status.COMPLETED or not locked.answered:
-        raise DomainError("Only an answered question can be saved as a note.", code="NOT_ANSWERED", status_code=409)
+        raise Conflict("Only an answered question can be saved as a note.", code="NOT_ANSWERED")
     if locked.note_id and Source.objects.filter(id=locked.note_id).exists():
         return Source.objects.get(id=locked.note_id)
     text = _note_text(locked)

@@ -46,9 +46,9 @@ def source_follow_job(run: Job) -> None:
 @job("notebooks.process_source", queue="notebook_processing", on_change=source_follow_job)
 def source_process(*, source_id: str) -> None:
     """Read or fetch a source, extract, chunk and embed it, and index its chunks."""
-    from notebooks import services
+    from notebooks import ingestion
 
-    services.source_process(source_id=source_id)
+    ingestion.source_process(source_id=source_id)
 
 
 @job("notebooks.build_overview", queue="notebook_processing", retries=2)

@@ -13,12 +13,7 @@ from podcast.models import Podcast
 def podcast_follow_job(run: Job) -> None:
     """Status hook of podcast.generate_podcast: the podcast's status follows its job's, and a
     failed or cancelled run leaves no partial audio."""
-    S = Podcast.Status
-    subject_follow_job(
-        run,
-        Podcast.objects.filter(id=run.subject_id, job_id=run.id),
-        pending=S.PENDING, working=S.GENERATING, done=S.COMPLETED, failed=S.FAILED, cancelled=S.CANCELLED,
-    )  # fmt: skip
+    subject_follow_job(run, Podcast.objects.filter(id=run.subject_id, job_id=run.id), **Podcast.STATUS_OF_JOB)
     if run.status in (Job.Status.FAILED, Job.Status.CANCELLED):
         from podcast.services import podcast_discard_partial
 

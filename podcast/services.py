@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,9 +14,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
-from rest_framework import status
 
-from backend.errors import DomainError
+from backend.errors import Conflict, Unavailable
 from backend.models import Job
 from backend.runtime import JobError, jobs_cancel_active, progress
 from notebooks import selectors as notebook_selectors
@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # for annotations only: the app reads notebooks through noteb
 
 logger = logging.getLogger(__name__)
 
+# A work folder this young may belong to a podcast that started after the sweep read which are
+# being made (podcasts_cleanup).
+WORK_DIR_GRACE = 600.0
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -43,15 +46,9 @@ def podcast_create(
 
     # What can be known now is refused now, not ten minutes into a job.
     if not speech.available_backends():
-        raise DomainError(
-            "No speech synthesis is installed on this server.",
-            code="SPEECH_UNAVAILABLE",
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
+        raise Unavailable("No speech synthesis is installed on this server.", code="SPEECH_UNAVAILABLE")
     if not notebook_selectors.ready_source_count(notebook=notebook, source_ids=source_ids):
-        raise DomainError(
-            "The notebook has no ready sources to talk about yet.", code="NO_READY_SOURCES", status_code=409
-        )
+        raise Conflict("The notebook has no ready sources to talk about yet.", code="NO_READY_SOURCES")
     podcast = Podcast.objects.create(
         notebook=notebook,
         owner=owner,
@@ -229,6 +226,15 @@ def podcasts_cleanup(*, now: Any = None) -> dict[str, int]:
 
     now = now or timezone.now()
     removed = {"podcasts": 0, "orphan_files": 0, "work_dirs": 0}
+    # Read before anything is listed: a podcast that completes during the sweep was still being
+    # made when read, so its new files are spared; one that starts during it has a work folder
+    # younger than WORK_DIR_GRACE.
+    making = {
+        str(i)
+        for i in Podcast.objects.filter(status__in=(Podcast.Status.PENDING, Podcast.Status.GENERATING)).values_list(
+            "id", flat=True
+        )
+    }
     doomed = Podcast.objects.filter(
         status__in=(Podcast.Status.FAILED, Podcast.Status.CANCELLED),
         updated_at__lt=now - timedelta(days=settings.QUIRE_PODCAST_RETENTION_DAYS),
@@ -250,7 +256,6 @@ def podcasts_cleanup(*, now: Any = None) -> dict[str, int]:
     for wav, mp3 in Podcast.objects.values_list("audio_wav", "audio_mp3"):
         owned.update({wav, mp3})
     # A podcast being made saves its files a moment before its row names them.
-    making = {str(i) for i in Podcast.objects.filter(status__in=("pending", "generating")).values_list("id", flat=True)}
     if default_storage.exists("podcasts"):
         for notebook_dir in default_storage.listdir("podcasts")[0]:
             for name in default_storage.listdir(f"podcasts/{notebook_dir}")[1]:
@@ -261,11 +266,9 @@ def podcasts_cleanup(*, now: Any = None) -> dict[str, int]:
     progress(message="Removing stale work folders")
     work_root = Path(settings.QUIRE_PODCAST_WORK_DIR)
     if work_root.exists():
-        active = {
-            str(i) for i in Podcast.objects.filter(status__in=("pending", "generating")).values_list("id", flat=True)
-        }
         for work_dir in work_root.iterdir():
-            if work_dir.name not in active:
+            young = time.time() - work_dir.stat().st_mtime < WORK_DIR_GRACE
+            if work_dir.name not in making and not young:
                 shutil.rmtree(work_dir, ignore_errors=True)
                 removed["work_dirs"] += 1
     return removed

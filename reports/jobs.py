@@ -12,12 +12,7 @@ from reports.models import Report
 
 def report_follow_job(run: Job) -> None:
     """Status hook of reports.generate_report."""
-    S = Report.Status
-    subject_follow_job(
-        run,
-        Report.objects.filter(id=run.subject_id, job_id=run.id),
-        pending=S.PENDING, working=S.GENERATING, done=S.COMPLETED, failed=S.FAILED, cancelled=S.CANCELLED,
-    )  # fmt: skip
+    subject_follow_job(run, Report.objects.filter(id=run.subject_id, job_id=run.id), **Report.STATUS_OF_JOB)
 
 
 @job("reports.generate_report", queue="reports", on_change=report_follow_job)

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from backend.errors import DomainError
+from backend.errors import Conflict
 from backend.runtime import JobError, jobs_cancel_active, progress
 from notebooks import selectors as notebook_selectors
 from notebooks.llm import LLMError
@@ -37,9 +37,7 @@ def report_create(
     source_ids: list[str] | None = None,
 ) -> Report:
     if not notebook_selectors.ready_source_count(notebook=notebook, source_ids=source_ids):
-        raise DomainError(
-            "The notebook has no ready sources to write from yet.", code="NO_READY_SOURCES", status_code=409
-        )
+        raise Conflict("The notebook has no ready sources to write from yet.", code="NO_READY_SOURCES")
     report = Report.objects.create(
         notebook=notebook,
         owner=owner,

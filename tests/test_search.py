@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.db.models import F
 
-from notebooks import embeddings, services
+from notebooks import embeddings, ingestion, services
 from notebooks.models import Chunk, Notebook, Source
 
 
@@ -26,7 +26,7 @@ def client(owner: Any, api_client_for: Any) -> Any:
 
 def add(notebook: Notebook, title: str, text: str) -> Source:
     source = Source.objects.create(notebook=notebook, kind=Source.Kind.TEXT, title=title, text=text)
-    services.source_process(source_id=str(source.id))
+    ingestion.source_process(source_id=str(source.id))
     source.refresh_from_db()
     assert source.status == Source.Status.READY
     return source
@@ -112,7 +112,7 @@ def test_deleting_or_reingesting_a_source_updates_both_indexes(client: Any, libr
 
     crispr = sources["crispr"]
     Source.objects.filter(id=crispr.id).update(text="Zebrafish fins regrow after amputation within weeks.")
-    services.source_process(source_id=str(crispr.id))
+    ingestion.source_process(source_id=str(crispr.id))
     assert search(client, notebook, "zebrafish", mode="keyword")["results"][0]["source_id"] == str(crispr.id)
     assert str(crispr.id) not in {
         h["source_id"] for h in search(client, notebook, "CRISPR-Cas9", mode="keyword")["results"]

@@ -2,9 +2,9 @@
 
     @job("notebooks.process_source", queue="notebook_processing", on_change=source_follow_job)
     def source_process(*, source_id: str) -> None:
-        from notebooks import services  # a job imports its service in its body
+        from notebooks import ingestion  # a job imports its service in its body
 
-        services.source_process(source_id=source_id)
+        ingestion.source_process(source_id=source_id)
 
     source_process.enqueue({"source_id": str(source.id)}, owner=user, subject=source,
                            notebook_id=source.notebook_id, batch=batch)

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F, Model
 from django.utils import timezone
 
-from backend.errors import Conflict, DomainError
+from backend.errors import Conflict, Overloaded
 from backend.models import Batch, Job
 from backend.runtime import dispatch, events
 from backend.runtime import rq as rq_adapter
@@ -29,8 +29,7 @@ logger = logging.getLogger(__name__)
 S = Job.Status
 
 
-class QuotaExceeded(DomainError):
-    status_code = 429
+class QuotaExceeded(Overloaded):
     code = "QUOTA_EXCEEDED"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
@@ -432,8 +431,7 @@ def job_retry_now(*, job: Job) -> Job:
     return job
 
 
-class BatchStillRunning(DomainError):
-    status_code = 409
+class BatchStillRunning(Conflict):
     code = "BATCH_RUNNING"
 
 

@@ -288,7 +288,7 @@ QUIRE_WHISPER_THREADS = env.int("QUIRE_WHISPER_THREADS", default=0)  # 0: CTrans
 QUIRE_MODEL_CACHE_DIR = env.str("QUIRE_MODEL_CACHE_DIR", default=str(DATA_DIR / "models"))
 # Loaded by a forking worker before it forks, so every job's work-horse inherits it.
 QUIRE_WORKER_PRELOAD: dict[str, list[str]] = {
-    "notebook_processing": ["notebooks.services.ingestion_preload"],
+    "notebook_processing": ["notebooks.ingestion.ingestion_preload"],
     "default": ["notebooks.ask.ask_preload"],  # questions are answered there
 }
 

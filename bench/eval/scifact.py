@@ -133,13 +133,13 @@ def use_cached_embedder() -> CachedEmbedder:
 def build_key(limit: int | None) -> str:
     """What the stored notebook depends on: the chunker's and ingestion's code, the model, the
     notebooks app's migrations and the corpus slice. A change rebuilds the notebook."""
-    from notebooks import services
+    from notebooks import ingestion
     from notebooks.ingest import chunking, minilm
 
-    migrations = sorted(p.name for p in (Path(services.__file__).parent / "migrations").glob("0*.py"))
+    migrations = sorted(p.name for p in (Path(ingestion.__file__).parent / "migrations").glob("0*.py"))
     parts = [
         inspect.getsource(chunking),
-        inspect.getsource(services.source_process),
+        inspect.getsource(ingestion),
         f"{minilm.MODEL_PACKAGE}:{minilm.DIM}",
         ",".join(migrations),
         str(limit),

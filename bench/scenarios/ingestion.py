@@ -24,7 +24,7 @@ from bench.scenarios.memory import Sampler
 
 NAME = "ingestion"
 TITLE = "ingestion"
-EMBED_CALL = 32  # notebooks.services.EMBED_BATCH
+EMBED_CALL = 32  # notebooks.ingestion.EMBED_BATCH
 DIAGNOSTIC_CHUNKS = 160
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from backend.runtime import JobError
-from notebooks import selectors
+from notebooks import ingestion, selectors
 from notebooks import services as notebook_services
 from notebooks.models import Chunk, Notebook, Source
 from reports.models import Report
@@ -28,7 +28,7 @@ FIXED = {"Introduction", "Key points", "Conclusion", "Review questions"}
 
 def add(notebook: Notebook, title: str, text: str) -> Source:
     source = Source.objects.create(notebook=notebook, kind=Source.Kind.TEXT, title=title, text=text)
-    notebook_services.source_process(source_id=str(source.id))
+    ingestion.source_process(source_id=str(source.id))
     source.refresh_from_db()
     assert source.status == Source.Status.READY
     return source
