@@ -14,26 +14,27 @@ from django.http.response import HttpResponseBase
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings.local")
 
 
-class SyncChainASGIHandler(ASGIHandler):
-    """Django's ASGI handler, with the middleware chain and the view run in one switch to a
-    request thread, from a fixed pool whose threads keep their database connections.
+# The methods of Django's ASGIHandler replaced below: Django's internals, not its documented API
+# (Django is pinned in requirements.txt). backend/tests/test_framework_seams.py fails when an
+# upgrade renames one, changes its parameters or gives it work that these copies would skip.
+DJANGO_HANDLER_OVERRIDES = (
+    "__init__",  # Django's, but the middleware chain is built sync: one thread hop per request
+    "__call__",  # Django's, without the ThreadSensitiveContext (a new thread per request)
+    "get_response_async",  # the chain and view in one hop to the pool, not Django's many
+)
 
-    - Under ASGI Django runs each method of each synchronous middleware (all of Django's own:
-      sessions, CSRF, auth...) in its own sync_to_async call: 16 switches between the event
-      loop and a thread per request, measured at about 4 ms of a 4.7 ms 404 on this machine.
-      Every API view is synchronous, so the chain is built in sync mode and entered once; the
-      async event-stream view still works (Django runs it with async_to_sync, and the response
-      streams from the event loop as before).
-    - Django would also run each request in a new thread, which opens a new database
-      connection (0.75 ms for SQLite; for PostgreSQL a new server process per request). The
-      pool's QUIRE_WEB_THREADS threads keep theirs for DATABASE_CONN_MAX_AGE seconds, checked
-      at the start and end of each request as Django does under WSGI.
-    - Django also gives each request a ThreadSensitiveContext: one more new thread per request
-      for what runs outside the pool (the request_started/finished signals, closing the
-      response). Without it that runs on asgiref's one shared thread: measured 0.55 ms less on
-      a 404 and about 2 ms less on a 20k-chunk search. Django would also read a file
-      download's whole body on that thread, into memory (it consumes a sync streaming response
-      with sync_to_async(list)); here such a body is read chunk by chunk in the pool instead.
+
+class SyncChainASGIHandler(ASGIHandler):
+    """Django's ASGI handler, with each request's middleware chain and view run in one hop to a
+    fixed pool of request threads that keep their database connections.
+
+    Why (figures in bench/README.md, "Framework seams"): Django runs every method of every sync
+    middleware in its own hop to a thread, and each request in a new thread with a new database
+    connection; every API view is sync. The async event-stream view still works (Django runs it
+    with async_to_sync, and its response streams from the event loop). Without Django's
+    ThreadSensitiveContext, what runs outside the pool (request signals, closing the response)
+    uses asgiref's one shared thread instead of a new one per request. A sync streaming body (a
+    file download) is read chunk by chunk in the pool, where Django would read it whole.
     """
 
     def __init__(self) -> None:

@@ -1,6 +1,6 @@
 """The worker classes the Procfile names (``--worker-class backend.runtime.workers.ForkingWorker``),
-the top layer of the job runtime. They subclass RQ's workers and override a few of their
-methods, some of them private to RQ (pinned in requirements.txt); each override says why."""
+the top layer of the job runtime. They subclass RQ's workers and override the methods named in
+RQ_WORKER_OVERRIDES and RQ_SCHEDULER_OVERRIDES, most of them private to RQ; each override says why."""
 
 from __future__ import annotations
 
@@ -34,6 +34,26 @@ from backend.runtime.state import GROUP_LOST, companions_release, has_companions
 
 logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # prctl(2)
+
+# The RQ methods overridden below: RQ's internals, not its documented API (rq is pinned in
+# requirements.txt). backend/tests/test_framework_seams.py fails when an upgrade drops one,
+# changes its parameters or stops calling it where these overrides expect. Figures: bench/README.md.
+RQ_WORKER_OVERRIDES = (
+    "__init__",  # JSON payloads only, and a worker TTL short enough to notice a dead worker
+    "work",  # restart the loop after a Redis outage: one exited worker makes honcho stop them all
+    "bootstrap",  # ForkingWorker: preload before registering, while a stop still ends it at once
+    "_start_scheduler",  # one scheduler process for all queues, forked before the preload
+    "heartbeat",  # a dead worker's key lapses in seconds, not after RQ's extra minute
+    "handle_job_failure",  # bring the Job row in line when the horse died without ending it
+    "fork_work_horse",  # gc.freeze around the fork; refill RQ's queue while the horse runs
+    "main_work_horse",  # the horse drops the database connections it inherited
+    "execute_job",  # InlineWorker: replace a database connection the server closed meanwhile
+    "get_heartbeat_ttl",  # InlineWorker: an in-process job cannot heartbeat; cover its time limit
+)
+RQ_SCHEDULER_OVERRIDES = (
+    "start",  # note the worker's pid before the scheduler process is forked
+    "work",  # in that process: die with the worker (an orphan keeps the queues' locks)
+)
 
 
 class _Scheduler(RQScheduler):
@@ -99,7 +119,7 @@ class _QuireWorkerMixin:
         take the queues' locks runs the one process, the others stand by and take the locks
         over at their next maintenance (every minute) once the holder's have lapsed (61 s).
         The Procfile asks it of the two in-process workers only: one scheduler process instead
-        of five (about 80 MB each), never forked from a worker holding a model."""
+        of five, never forked from a worker holding a model."""
         if burst:
             super()._start_scheduler(burst, logging_level, date_format, log_format)  # type: ignore[misc]
             return
@@ -222,7 +242,7 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
 
     def _start_scheduler(self, *args: Any, **kwargs: Any) -> None:
         # RQ forks its scheduler process here: before the preload, so that process does not
-        # carry the model (measured: the podcast worker's scheduler child had 379 MB RSS).
+        # carry the model.
         super()._start_scheduler(*args, **kwargs)
         try:
             self._warm_up()
@@ -248,23 +268,18 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
 
     def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
         self._warm_up()  # no-op once warm (bootstrap or _start_scheduler did it)
-        # The horse's first full garbage collection would walk every object the worker loaded
-        # (Django, the extraction libraries, the model's wrappers), writing to each one's header:
-        # measured 0.1 s of a 0.9 s ingestion job, and every page it touches is copied out of
-        # the memory the horse shares with the worker. Frozen objects are left out of
-        # collections; the worker unfreezes its own once the horse is forked.
+        # The horse's first full garbage collection would write to every object the worker
+        # loaded, copying each page it touches out of the memory shared with the worker. Frozen
+        # objects are left out of collections; the worker unfreezes its own after the fork.
         gc.freeze()
         try:
             super().fork_work_horse(job, queue)
         finally:
             gc.unfreeze()
-        # The job taken left a place in RQ's queue: refill it here, while the horse runs, rather
-        # than on a thread in the horse, where the picking and the push (about ten queries and a
-        # fresh database connection) took the job's interpreter lock and CPU from it. RQ starts
-        # watching the horse only after this returns, which delays nothing: the horse's own
-        # ending is seen when it comes (waitpid), and its heartbeats follow. The worker keeps its
-        # database connection from one job to the next (opening one was a third of this refill's
-        # time); the horse leaves it alone (main_work_horse).
+        # Refill the place the job left in RQ's queue here, while the horse runs: done in the
+        # horse, it took the job's CPU. RQ starts watching the horse only after this returns,
+        # which delays nothing (its end is seen when it comes, by waitpid). The worker keeps its
+        # database connection between jobs; the horse leaves it alone (main_work_horse).
         close_old_connections()
         dispatch_next(queue.name)
 
@@ -274,7 +289,7 @@ class ForkingWorker(_QuireWorkerMixin, Worker):
 
 
 class InlineWorker(_QuireWorkerMixin, SimpleWorker):
-    """For short jobs: no fork (about 7x the throughput); cancellation is cooperative only."""
+    """For short jobs: no fork per job (several times the throughput); cancellation is cooperative only."""
 
     def execute_job(self, job: RQJob, queue: Queue) -> Any:
         # Jobs run in this process on the connection the last one used: one the server has
