@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import F, Model
+from django.db.models import Exists, F, Model
 from django.utils import timezone
 
 from backend.errors import Conflict, Overloaded
@@ -390,8 +390,17 @@ def subject_follow_job(
     is the subject's queryset filtered to this job; a finished subject is never unmade.
     Returns how many rows turned failed or cancelled (for hooks that clean up after)."""
     now = timezone.now()
-    if job.status in (S.RUNNING, S.RETRYING):
-        subjects.filter(status=pending).update(status=working, updated_at=now)
+    if job.status in Job.ACTIVE:
+        if job.status != S.QUEUED:
+            subjects.filter(status=pending).update(status=working, updated_at=now)
+        # A failed or cancelled job run again (job_retry_now) takes its subject back to waiting,
+        # then to work, so the retention sweep does not take it for an old failure meanwhile.
+        # Only while the job is still active in this attempt: a hook that comes late, after a
+        # cancel, never undoes it.
+        still_active = Job.objects.filter(id=job.id, attempts=job.attempts, status__in=Job.ACTIVE)
+        subjects.filter(status__in=(failed, cancelled)).filter(Exists(still_active)).update(
+            status=pending if job.status == S.QUEUED else working, error="", error_code="", updated_at=now
+        )
     elif job.status in (S.FAILED, S.CANCELLED):
         was_cancelled = job.status == S.CANCELLED
         return int(

@@ -148,3 +148,53 @@ def test_companions_of_a_lead_that_ended_early_wait_again_uncounted(
     # Run again as a job of its own, it starts as any job does.
     again = state.job_start(job_id=companion.id, worker_name="w1")
     assert again is not None and (again.attempts, again.led_by) == (1, "")
+
+
+@pytest.fixture
+def report_of(make_job: Any) -> Any:
+    from notebooks.services import notebook_create
+    from reports.models import Report
+
+    def make(**job_fields: Any) -> tuple[Report, Job]:
+        job = make_job(kind="reports.generate_report", **job_fields)
+        notebook = notebook_create(owner=job.owner, title="n")
+        report = Report.objects.create(notebook=notebook, owner=job.owner, job_id=job.id)
+        Job.objects.filter(id=job.id).update(subject_id=str(report.id))
+        return report, Job.objects.get(id=job.id)
+
+    return make
+
+
+@pytest.mark.django_db
+def test_a_failed_report_run_again_goes_back_to_generating_until_its_job_ends(
+    report_of: Any, published: list[Any]
+) -> None:
+    from reports.models import Report
+
+    report, job = report_of()
+    state.job_start(job_id=job.id, worker_name="w")
+    assert Report.objects.get(id=report.id).status == Report.Status.GENERATING
+    state.job_fail(job_id=job.id, error_code="LLM_DOWN", error="The model is down.")
+    failed = Report.objects.get(id=report.id)
+    assert (failed.status, failed.error_code) == (Report.Status.FAILED, "LLM_DOWN")
+
+    state.job_retry_now(job=Job.objects.get(id=job.id))  # the admin's "run again"
+    waiting = Report.objects.get(id=report.id)
+    assert (waiting.status, waiting.error, waiting.error_code) == (Report.Status.PENDING, "", "")
+    state.job_start(job_id=job.id, worker_name="w")
+    again = Report.objects.get(id=report.id)
+    assert (again.status, again.error, again.error_code) == (Report.Status.GENERATING, "", "")
+
+
+@pytest.mark.django_db
+def test_a_start_whose_hook_comes_after_a_cancel_does_not_undo_it(report_of: Any, published: list[Any]) -> None:
+    from reports.jobs import report_follow_job
+    from reports.models import Report
+
+    report, job = report_of()
+    started = state.job_start(job_id=job.id, worker_name="w")
+    assert started is not None
+    state.job_cancel(job=Job.objects.get(id=job.id))
+    assert Report.objects.get(id=report.id).status == Report.Status.CANCELLED
+    report_follow_job(started)  # the start's hook, late: the job it saw running is cancelled now
+    assert Report.objects.get(id=report.id).status == Report.Status.CANCELLED
