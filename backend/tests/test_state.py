@@ -10,6 +10,9 @@ import pytest
 
 from backend.models import Job
 from backend.runtime import state
+from notebooks.services import notebook_create
+from reports.jobs import report_follow_job
+from reports.models import Report
 
 S = Job.Status
 _ids = itertools.count()
@@ -152,9 +155,6 @@ def test_companions_of_a_lead_that_ended_early_wait_again_uncounted(
 
 @pytest.fixture
 def report_of(make_job: Any) -> Any:
-    from notebooks.services import notebook_create
-    from reports.models import Report
-
     def make(**job_fields: Any) -> tuple[Report, Job]:
         job = make_job(kind="reports.generate_report", **job_fields)
         notebook = notebook_create(owner=job.owner, title="n")
@@ -169,8 +169,6 @@ def report_of(make_job: Any) -> Any:
 def test_a_failed_report_run_again_goes_back_to_generating_until_its_job_ends(
     report_of: Any, published: list[Any]
 ) -> None:
-    from reports.models import Report
-
     report, job = report_of()
     state.job_start(job_id=job.id, worker_name="w")
     assert Report.objects.get(id=report.id).status == Report.Status.GENERATING
@@ -188,9 +186,6 @@ def test_a_failed_report_run_again_goes_back_to_generating_until_its_job_ends(
 
 @pytest.mark.django_db
 def test_a_start_whose_hook_comes_after_a_cancel_does_not_undo_it(report_of: Any, published: list[Any]) -> None:
-    from reports.jobs import report_follow_job
-    from reports.models import Report
-
     report, job = report_of()
     started = state.job_start(job_id=job.id, worker_name="w")
     assert started is not None
