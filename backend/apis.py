@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from backend import runtime, selectors
 from backend.health import health_report
 from backend.models import Batch, Job
-from backend.serializers import BatchSerializer, JobSerializer
+from backend.serializers import BatchSerializer, JobSerializer, page_of
 
 
 class JobListApi(APIView):
@@ -26,7 +26,7 @@ class JobListApi(APIView):
         kind = serializers.CharField(required=False)
         notebook = serializers.UUIDField(required=False)
 
-    @swagger_auto_schema(query_serializer=FilterSerializer, responses={200: JobSerializer(many=True)})
+    @swagger_auto_schema(query_serializer=FilterSerializer, responses={200: page_of(JobSerializer)})
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

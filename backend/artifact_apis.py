@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 
 from backend import selectors
 from backend.models import Artifact, Job
-from backend.serializers import JobSerializer
+from backend.serializers import JobSerializer, page_of
 from backend.throttles import EnqueueThrottle
 
 
@@ -73,7 +73,7 @@ class ArtifactListCreateApi(APIView):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "serializer" in cls.__dict__:
-            document(cls, "get", responses={200: cls.serializer(many=True)})
+            document(cls, "get", responses={200: page_of(cls.serializer)})
             document(cls, "post", request_body=cls.input_serializer, responses={202: cls.detail_serializer})
 
     def get(self, request: Request, notebook_id: str) -> Response:

@@ -1,3 +1,4 @@
+import functools
 from typing import Any, cast
 
 from rest_framework import serializers
@@ -166,3 +167,18 @@ class BatchSerializer(serializers.ModelSerializer[Batch]):
 
     def get_jobs(self, batch: Batch) -> list[dict[str, Any]]:
         return [dict(job) for job in JobSerializer(self._jobs(batch), many=True, context=self.context).data]
+
+
+@functools.cache
+def page_of(item: type[serializers.Serializer[Any]], *, paged: bool = True) -> type[serializers.Serializer[Any]]:
+    """The body of a list response, for Swagger: ``{count, next, previous, results}`` for a list
+    paged by limit/offset (50 a page), ``{results}`` for one that is not."""
+    fields: dict[str, Any] = {"results": item(many=True)}
+    if paged:
+        fields.update(
+            count=serializers.IntegerField(),
+            next=serializers.URLField(allow_null=True),
+            previous=serializers.URLField(allow_null=True),
+        )
+    name = item.__name__.removesuffix("Serializer") + ("Page" if paged else "List")
+    return type(name, (serializers.Serializer,), fields)

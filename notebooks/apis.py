@@ -20,7 +20,7 @@ from backend.errors import Conflict, DomainError, NotFound, TooLarge, error_body
 from backend.http import ranged_file_response
 from backend.models import Job
 from backend.runtime import EVENT_ID, event_cursor, event_stream
-from backend.serializers import BatchSerializer, JobSerializer
+from backend.serializers import BatchSerializer, JobSerializer, page_of
 from backend.throttles import EnqueueThrottle, SourcesThrottle
 from notebooks import ask, search, selectors, services
 from notebooks.ingest.media import clock
@@ -44,7 +44,7 @@ class NotebookInputSerializer(serializers.Serializer[dict[str, Any]]):
 
 
 class NotebookListCreateApi(APIView):
-    @swagger_auto_schema(responses={200: NotebookOutputSerializer(many=True)})
+    @swagger_auto_schema(responses={200: page_of(NotebookOutputSerializer)})
     def get(self, request: Request) -> Response:
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.notebooks_of(user=request.user), request, view=self)
@@ -131,7 +131,7 @@ class SourceListCreateApi(APIView):
         # Also accepted as a form field next to `files`.
         priority = serializers.ChoiceField(choices=Job.Priority.choices, required=False)
 
-    @swagger_auto_schema(responses={200: SourceOutputSerializer(many=True)})
+    @swagger_auto_schema(responses={200: page_of(SourceOutputSerializer, paged=False)})
     def get(self, request: Request, notebook_id: str) -> Response:
         notebook = _notebook(request, notebook_id)
         sources = list(selectors.sources_of(notebook=notebook))
@@ -262,13 +262,23 @@ class HitSerializer(serializers.Serializer[Any]):
     )
 
 
+class SearchOutputSerializer(serializers.Serializer[Any]):
+    query = serializers.CharField()
+    mode = serializers.ChoiceField(choices=search.MODES)
+    method = serializers.CharField(help_text="the same as mode (kept for older clients)")
+    degraded = serializers.CharField(
+        required=False, help_text='"keyword only" or "semantic only" when a side could not run'
+    )
+    results = HitSerializer(many=True)
+
+
 class SearchApi(APIView):
     class QueryInput(serializers.Serializer[dict[str, Any]]):
         q = serializers.CharField(max_length=1000)
         k = serializers.IntegerField(min_value=1, max_value=100, default=10)
         mode = serializers.ChoiceField(choices=search.MODES, default="hybrid")
 
-    @swagger_auto_schema(query_serializer=QueryInput, responses={200: HitSerializer(many=True)})
+    @swagger_auto_schema(query_serializer=QueryInput, responses={200: SearchOutputSerializer})
     def get(self, request: Request, notebook_id: str) -> Response:
         notebook = _notebook(request, notebook_id)
         query = self.QueryInput(data=request.query_params)
@@ -374,7 +384,7 @@ class QuestionListCreateApi(APIView):
     def get_throttles(self) -> list[Any]:
         return super().get_throttles() if self.request.method == "POST" else []
 
-    @swagger_auto_schema(responses={200: QuestionSerializer(many=True)})
+    @swagger_auto_schema(responses={200: page_of(QuestionSerializer)})
     def get(self, request: Request, notebook_id: str) -> Response:
         notebook = _notebook(request, notebook_id)
         paginator = LimitOffsetPagination()

@@ -47,3 +47,25 @@ def test_schemathesis_finds_no_server_error(live_server_url: str, make_user: Any
     print(f"\n[figures] schemathesis on every operation of /api/schema/: {cases[-1] if cases else summary[-300:]}")
     assert result.returncode == 0, summary
     assert "passed" in summary
+
+
+@pytest.mark.django_db
+def test_each_list_is_documented_as_the_body_it_answers(make_user: Any) -> None:
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(make_user())
+    schema = client.get("/api/schema/?format=openapi").json()
+    notebook = client.post("/api/v1/notebooks/", {"title": "docs"}, format="json").json()["id"]
+    lists = [
+        "/jobs/", "/notebooks/", f"/notebooks/{notebook}/sources/", f"/notebooks/{notebook}/questions/",
+        f"/notebooks/{notebook}/reports/", f"/notebooks/{notebook}/podcasts/", f"/notebooks/{notebook}/search/?q=x",
+    ]  # fmt: skip
+    for url in lists:
+        answered = client.get("/api/v1" + url)
+        assert answered.status_code == 200, url
+        documented = schema["paths"][url.split("?")[0].replace(notebook, "{notebook_id}")]["get"]["responses"]["200"]
+        body = schema["definitions"][documented["schema"]["$ref"].rsplit("/", 1)[-1]]
+        assert body["type"] == "object" and set(answered.json()) <= set(body["properties"]), url
+        assert set(body.get("required", [])) <= set(answered.json()), url
+        assert body["properties"]["results"]["type"] == "array", url
