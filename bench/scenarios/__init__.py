@@ -2,9 +2,35 @@
 
 from types import ModuleType
 
-from bench.scenarios import ask, bulk, fairness, generation, ingestion, jobs, live, media, memory, search, upload
+from bench.scenarios import (
+    ask,
+    bulk,
+    fairness,
+    generation,
+    ingestion,
+    jobs,
+    live,
+    media,
+    memory,
+    search,
+    upload,
+    web_handler,
+)
 
-ORDER: list[ModuleType] = [jobs, ingestion, memory, upload, search, ask, live, generation, bulk, fairness, media]
+ORDER: list[ModuleType] = [
+    jobs,
+    ingestion,
+    memory,
+    upload,
+    search,
+    ask,
+    live,
+    generation,
+    bulk,
+    fairness,
+    media,
+    web_handler,
+]
 ALIASES = {
     "job-overhead": "jobs",
     "job_overhead": "jobs",
@@ -17,6 +43,8 @@ ALIASES = {
     "fair": "fairness",
     "questions": "ask",
     "transcription": "media",
+    "web-handler": "web_handler",
+    "asgi": "web_handler",
 }
 
 
