@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +26,6 @@ if TYPE_CHECKING:  # for annotations only: the app reads notebooks through noteb
 
 logger = logging.getLogger(__name__)
 
-# A work folder this young may belong to a podcast that started after the sweep read which are
-# being made (podcasts_cleanup).
-WORK_DIR_GRACE = 600.0
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -226,15 +222,6 @@ def podcasts_cleanup(*, now: Any = None) -> dict[str, int]:
 
     now = now or timezone.now()
     removed = {"podcasts": 0, "orphan_files": 0, "work_dirs": 0}
-    # Read before anything is listed: a podcast that completes during the sweep was still being
-    # made when read, so its new files are spared; one that starts during it has a work folder
-    # younger than WORK_DIR_GRACE.
-    making = {
-        str(i)
-        for i in Podcast.objects.filter(status__in=(Podcast.Status.PENDING, Podcast.Status.GENERATING)).values_list(
-            "id", flat=True
-        )
-    }
     doomed = Podcast.objects.filter(
         status__in=(Podcast.Status.FAILED, Podcast.Status.CANCELLED),
         updated_at__lt=now - timedelta(days=settings.QUIRE_PODCAST_RETENTION_DAYS),
@@ -251,27 +238,38 @@ def podcasts_cleanup(*, now: Any = None) -> dict[str, int]:
         podcast.delete()
         removed["podcasts"] += 1
 
+    # Each pass lists first and reads the rows after: a file or folder in the listing was made by
+    # a podcast already being made, so the rows still name it (being made, or owning its files
+    # once completed) unless nothing does; what a podcast makes after the listing is not in it.
     progress(message="Removing orphaned audio")
+    files = []
+    if default_storage.exists("podcasts"):
+        for notebook_dir in default_storage.listdir("podcasts")[0]:
+            files += [
+                f"podcasts/{notebook_dir}/{name}" for name in default_storage.listdir(f"podcasts/{notebook_dir}")[1]
+            ]
     owned = set()
     for wav, mp3 in Podcast.objects.values_list("audio_wav", "audio_mp3"):
         owned.update({wav, mp3})
-    # A podcast being made saves its files a moment before its row names them.
-    if default_storage.exists("podcasts"):
-        for notebook_dir in default_storage.listdir("podcasts")[0]:
-            for name in default_storage.listdir(f"podcasts/{notebook_dir}")[1]:
-                path = f"podcasts/{notebook_dir}/{name}"
-                if path not in owned and name.split(".")[0] not in making:
-                    default_storage.delete(path)
-                    removed["orphan_files"] += 1
+    making = _being_made()  # a podcast being made saves its files a moment before its row names them
+    for path in files:
+        if path not in owned and path.rsplit("/", 1)[-1].split(".")[0] not in making:
+            default_storage.delete(path)
+            removed["orphan_files"] += 1
     progress(message="Removing stale work folders")
     work_root = Path(settings.QUIRE_PODCAST_WORK_DIR)
-    if work_root.exists():
-        for work_dir in work_root.iterdir():
-            young = time.time() - work_dir.stat().st_mtime < WORK_DIR_GRACE
-            if work_dir.name not in making and not young:
-                shutil.rmtree(work_dir, ignore_errors=True)
-                removed["work_dirs"] += 1
+    folders = list(work_root.iterdir()) if work_root.exists() else []
+    making = _being_made()
+    for work_dir in folders:
+        if work_dir.name not in making:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            removed["work_dirs"] += 1
     return removed
+
+
+def _being_made() -> set[str]:
+    being_made = Podcast.objects.filter(status__in=(Podcast.Status.PENDING, Podcast.Status.GENERATING))
+    return {str(i) for i in being_made.values_list("id", flat=True)}
 
 
 def speech_preload() -> None:
