@@ -11,16 +11,17 @@ from backend.models import Job
 from notebooks.models import Notebook
 from podcast.models import Podcast
 from reports.models import Report
+from tests import factories
 
 
 def _job(owner: Any, notebook: Notebook, n: int, progress: int) -> Job:
-    return Job.objects.create(
+    return factories.job(
+        owner,
         id=f"job-{n}-{notebook.id}",
         kind="reports.generate_report",
         queue="reports",
         func="reports.jobs.report_generate",
         timeout=600,
-        owner=owner,
         subject_type="reports.report",
         subject_id=str(n),
         notebook_id=notebook.id,
@@ -36,9 +37,9 @@ def _job(owner: Any, notebook: Notebook, n: int, progress: int) -> Job:
 @pytest.mark.parametrize(("model", "path"), [(Report, "reports"), (Podcast, "podcasts")])
 def test_a_list_is_a_page_and_loads_its_jobs_in_one_query(make_user: Any, model: Any, path: str) -> None:
     owner = make_user()
-    notebook = Notebook.objects.create(owner=owner, title="Tides")
+    notebook = factories.notebook(owner, title="Tides")
     for n in range(7):
-        item = model.objects.create(notebook=notebook, owner=owner, title=f"{path} {n}")
+        item = factories.artifact(model, notebook, title=f"{path} {n}")
         model.objects.filter(id=item.id).update(job_id=_job(owner, notebook, n, progress=10 * n).id)
     client = APIClient()
     client.force_authenticate(owner)

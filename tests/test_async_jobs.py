@@ -14,6 +14,7 @@ from backend.models import Job
 from backend.runtime import JobCancelled, JobContext, aprogress, get_kind, job_cancel
 from backend.runtime.context import enter, leave
 from backend.runtime.events import stream_key
+from tests import factories
 from tests.helpers import wait_for
 
 QUEUES = {"in-process": "tests.async_steps", "work-horse": "tests.async_steps_reports"}
@@ -77,9 +78,9 @@ def test_cancelling_a_running_coroutine_job_stops_it(workers: Any, redis_clean: 
 def test_a_stale_attempt_of_a_coroutine_job_is_fenced_off() -> None:
     """aprogress speaks for its attempt, as progress does: a run superseded by a newer attempt
     is told to stop, and leaves the newer run's row alone."""
-    job = Job.objects.create(
-        id=str(uuid.uuid4()), kind="tests.async_steps", queue="default", func="tests.jobs.async_steps", timeout=60,
-        status="running", attempts=2, max_attempts=3, worker_name="host-b",
+    job = factories.job(
+        kind="tests.async_steps", func="tests.jobs.async_steps", timeout=60, status="running", attempts=2,
+        max_attempts=3, worker_name="host-b",
     )  # fmt: skip
     stale = enter(JobContext(job.id, attempt=1, max_attempts=3, kind=job.kind))
     try:

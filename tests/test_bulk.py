@@ -10,6 +10,7 @@ from rest_framework.authtoken.models import Token
 from backend.models import Job
 from backend.runtime import rq as rq_adapter
 from notebooks.models import Notebook
+from tests import factories
 from tests.helpers import all_done, new_notebook, upload, wait_for
 
 OVERVIEW = "notebooks.build_overview"
@@ -113,30 +114,21 @@ def test_the_overview_reads_a_bounded_evenly_spread_sample(make_user: Any, monke
     import numpy as np
 
     from notebooks import services
-    from notebooks.models import Chunk, Source
 
     monkeypatch.setattr(services, "OVERVIEW_SOURCES", 5)
     monkeypatch.setattr(services, "OVERVIEW_CHUNKS", 20)
-    notebook = Notebook.objects.create(owner=make_user(), title="big")
+    notebook = factories.notebook(make_user(), title="big")
     rng = np.random.default_rng(7)
     for s in range(12):
         count = 50 if s == 0 else 2
-        source = Source.objects.create(
-            notebook=notebook, kind="text", title=f"source {s}", status="ready", chunk_count=count
-        )
-        Chunk.objects.bulk_create(
-            Chunk(
-                source=source,
-                notebook=notebook,
+        source = factories.source(notebook, title=f"source {s}", status="ready", chunk_count=count)
+        for p in range(count):
+            factories.chunk(
+                source,
+                f"Source {s} passage {p} about topic {s % 3}.",
                 position=p,
-                text=f"Source {s} passage {p} about topic {s % 3}.",
-                token_count=8,
-                char_start=0,
-                char_end=10,
                 embedding=(rng.normal(size=384).astype(np.float32) / 20).tobytes(),
             )
-            for p in range(count)
-        )
     result = services.overview_build(notebook_id=str(notebook.id))
     assert result == {"sources": 12, "sampled_sources": 5, "chunks": 4 + 2 * 4}
     overview = Notebook.objects.get(id=notebook.id).overview
@@ -161,7 +153,7 @@ def test_uploads_are_limited_by_waiting_sources_not_by_request_rate(
     }
     settings.QUIRE_MAX_WAITING_SOURCES = 12
     user = make_user()
-    notebook = Notebook.objects.create(owner=user, title="bulk")
+    notebook = factories.notebook(user, title="bulk")
     client = api_client_for(user)
     workers.stop(QUEUE)  # nothing starts: every source stays waiting
 

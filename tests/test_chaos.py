@@ -28,6 +28,7 @@ from notebooks.models import Chunk, Notebook, Source
 from podcast.models import Podcast
 from reports.models import Report
 from tests import documents as docs
+from tests import factories
 from tests.helpers import wait_for, work_horse
 
 
@@ -82,7 +83,7 @@ def test_a_crash_at_an_ingestion_step_is_rerun_to_the_same_chunks(
 ) -> None:
     user = make_user()
     client = api_client_for(user)
-    notebook = Notebook.objects.create(owner=user, title="crash")
+    notebook = factories.notebook(user, title="crash")
     data = docs.volcano_pdf()
     with crashing(workers, "notebook_processing", "notebooks.process_source", step):
         started = time.monotonic()
@@ -108,7 +109,7 @@ def test_a_crash_while_writing_a_report_gives_the_same_report(
 ) -> None:
     user = make_user()
     client = api_client_for(user)
-    notebook = Notebook.objects.create(owner=user, title="crash report")
+    notebook = factories.notebook(user, title="crash report")
     for name, data in [("v.pdf", docs.volcano_pdf()), ("r.md", docs.roman_roads_markdown())]:
         assert finished_source(add_file(client, notebook, name, data).id).status == "ready"
 
@@ -131,7 +132,7 @@ def test_a_crash_while_voicing_a_podcast_only_redoes_what_is_missing(
 ) -> None:
     user = make_user()
     client = api_client_for(user)
-    notebook = Notebook.objects.create(owner=user, title="crash podcast")
+    notebook = factories.notebook(user, title="crash podcast")
     assert finished_source(add_file(client, notebook, "v.pdf", docs.volcano_pdf()).id).status == "ready"
     with crashing(workers, "podcast", "podcast.generate_podcast", "Voicing turn 3/"):
         response = client.post(f"/api/v1/notebooks/{notebook.id}/podcasts/", {"minutes": 0.75}, format="json")
@@ -150,7 +151,7 @@ KILL_WINDOW = 120
 def run_kill_chaos(workers: Any, user: Any, documents: int, worker_count: int, kills: int) -> None:
     client = APIClient()
     client.force_authenticate(user)
-    notebook = Notebook.objects.create(owner=user, title="chaos")
+    notebook = factories.notebook(user, title="chaos")
     corpus = {f"doc-{i:03d}.md": f"# Document {i}\n\n{prose(320, seed=i)}\n".encode() for i in range(documents)}
     expected = {name: len(expected_chunks(data, "md")) for name, data in corpus.items()}
 
@@ -321,7 +322,7 @@ def test_a_transaction_left_open_by_a_vanished_host_does_not_block_other_workers
         pytest.skip("SQLite has no server sessions: a writer that vanishes releases its lock with its process")
     user = make_user()
     client = api_client_for(user)
-    notebook = Notebook.objects.create(owner=user, title="held")
+    notebook = factories.notebook(user, title="held")
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_NOTEBOOK_ROW, str(notebook.id)],
         env={**process_env, "DATABASE_IDLE_TRANSACTION_TIMEOUT": "3"},
@@ -359,35 +360,29 @@ def _maintenance_world(user: Any, key: str) -> dict[str, Any]:
     from backend.models import Batch
 
     now = timezone.now()
-    notebook = Notebook.objects.create(owner=user, title=f"maintenance {key}")
+    notebook = factories.notebook(user, title=f"maintenance {key}")
 
     def podcast(age_days: float) -> Podcast:
-        made = Podcast.objects.create(notebook=notebook, owner=user, title=key, status="failed")
+        made = factories.podcast(notebook, title=key, status="failed")
         name = default_storage.save(f"podcasts/{notebook.id}/{made.id}.mp3", ContentFile(b"ID3"))
         Podcast.objects.filter(id=made.id).update(audio_mp3=name, updated_at=now - timedelta(days=age_days))
         return made
 
     def report(age_days: float) -> Report:
-        made = Report.objects.create(notebook=notebook, owner=user, title=key, status="failed")
+        made = factories.report(notebook, title=key, status="failed")
         Report.objects.filter(id=made.id).update(updated_at=now - timedelta(days=age_days))
         return made
 
     def finished_job(age_days: float) -> Job:
-        return Job.objects.create(
-            id=str(uuid.uuid4()), kind="tests.record", queue="default", func="tests.jobs.record", timeout=30,
-            status="succeeded", finished_at=now - timedelta(days=age_days), owner=user,
-        )  # fmt: skip
+        return factories.job(user, status="succeeded", finished_at=now - timedelta(days=age_days))
 
     old_podcast, new_podcast = podcast(10), podcast(1)
     orphan = default_storage.save(f"podcasts/{notebook.id}/{uuid.uuid4()}.wav", ContentFile(b"RIFF"))
     stale = Path(settings.QUIRE_PODCAST_WORK_DIR) / str(uuid.uuid4())
     stale.mkdir(parents=True)
-    batch = Batch.objects.create(owner=user)
+    batch = factories.batch(user)
     Batch.objects.filter(id=batch.id).update(created_at=now - timedelta(days=40))
-    lost = Job.objects.create(
-        id=str(uuid.uuid4()), kind="tests.record", queue="default", func="tests.jobs.record", timeout=30,
-        kwargs={"key": key, "name": "lost"}, status="queued", owner=user,
-    )  # fmt: skip
+    lost = factories.job(user, kwargs={"key": key, "name": "lost"}, status="queued")
     Job.objects.filter(id=lost.id).update(updated_at=now - timedelta(minutes=5))
     return {
         "old podcast": Podcast.objects.filter(id=old_podcast.id).exists,
@@ -477,7 +472,7 @@ def test_a_crash_while_building_an_overview_gives_the_same_overview(
 ) -> None:
     user = make_user()
     client = api_client_for(user)
-    notebook = Notebook.objects.create(owner=user, title="crash overview")
+    notebook = factories.notebook(user, title="crash overview")
     for name, data in [("v.pdf", docs.volcano_pdf()), ("r.md", docs.roman_roads_markdown())]:
         assert finished_source(add_file(client, notebook, name, data).id).status == "ready"
     build = _kind("notebooks.build_overview")

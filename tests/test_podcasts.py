@@ -21,6 +21,7 @@ from podcast import services
 from podcast.audio import estimate_pitch_hz, read_wav
 from podcast.models import Podcast
 from tests import documents as docs
+from tests import factories
 from tests.helpers import all_done, new_notebook, upload, wait_for
 
 
@@ -120,7 +121,7 @@ def test_a_podcast_needs_ready_sources_and_stays_private(http: httpx.Client, mak
     assert response.json()["error"]["code"] == "NO_READY_SOURCES"
     assert http.post(f"/api/v1/notebooks/{nb}/podcasts/", json={"minutes": 500}).status_code == 400
     notebook = Notebook.objects.get(id=nb)
-    podcast = Podcast.objects.create(notebook=notebook, owner=notebook.owner, title="x")
+    podcast = factories.podcast(notebook, title="x")
     other = Token.objects.create(user=make_user()).key
     client = httpx.Client(base_url=str(http.base_url), headers={"Authorization": f"Token {other}"})
     for path in (f"/api/v1/podcasts/{podcast.id}/", f"/api/v1/podcasts/{podcast.id}/audio/"):
@@ -136,11 +137,11 @@ def test_cleanup_removes_exactly_what_the_retention_says(make_user: Any, setting
     settings.QUIRE_PODCAST_RETENTION_DAYS = 7
     settings.QUIRE_PODCAST_COMPLETED_RETENTION_DAYS = None
     user = make_user()
-    notebook = Notebook.objects.create(owner=user, title="n")
+    notebook = factories.notebook(user, title="n")
     now = timezone.now()
 
     def make(status: str, age_days: float) -> Podcast:
-        podcast = Podcast.objects.create(notebook=notebook, owner=user, title=status, status=status)
+        podcast = factories.podcast(notebook, title=status, status=status)
         name = default_storage.save(f"podcasts/{notebook.id}/{podcast.id}.mp3", ContentFile(b"ID3"))
         when = now - timedelta(days=age_days)
         Podcast.objects.filter(id=podcast.id).update(audio_mp3=name, updated_at=when, completed_at=when)
@@ -174,11 +175,10 @@ def test_files_written_after_a_cancel_are_removed_once_the_worker_stops(
 
     settings.QUIRE_PODCAST_WORK_DIR = str(tmp_path / "work")
     user = make_user()
-    notebook = Notebook.objects.create(owner=user, title="n")
-    podcast = Podcast.objects.create(notebook=notebook, owner=user, title="p", status="generating")
-    job = Job.objects.create(
-        id=str(uuid.uuid4()), kind="podcast.generate_podcast", queue="podcast", func="podcast.jobs.generate_podcast",
-        timeout=60, status="running", subject_type="podcast", subject_id=str(podcast.id), owner=user,
+    podcast = factories.podcast(factories.notebook(user, title="n"), title="p", status="generating")
+    job = factories.job(
+        user, kind="podcast.generate_podcast", queue="podcast", func="podcast.jobs.generate_podcast", timeout=60,
+        status="running", subject_type="podcast", subject_id=str(podcast.id),
     )  # fmt: skip
     Podcast.objects.filter(id=podcast.id).update(job_id=job.id)
     job_services.job_cancel(job=job)

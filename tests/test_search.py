@@ -12,6 +12,7 @@ from django.db.models import F
 
 from notebooks import embeddings, ingestion, services
 from notebooks.models import Chunk, Notebook, Source
+from tests import factories
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def client(owner: Any, api_client_for: Any) -> Any:
 
 
 def add(notebook: Notebook, title: str, text: str) -> Source:
-    source = Source.objects.create(notebook=notebook, kind=Source.Kind.TEXT, title=title, text=text)
+    source = factories.source(notebook, title=title, text=text)
     ingestion.source_process(source_id=str(source.id))
     source.refresh_from_db()
     assert source.status == Source.Status.READY
@@ -174,23 +175,13 @@ def test_the_cache_kept_up_to_date_by_difference_answers_as_a_rebuilt_one(owner:
     assert set(entry.snapshot.ids.tolist()) == live
 
     # On PostgreSQL a transaction can commit chunks whose ids are below ones already read.
-    late = Source.objects.create(notebook=notebook, kind=Source.Kind.TEXT, title="Late", status=Source.Status.READY)
+    late = factories.source(notebook, title="Late", status=Source.Status.READY)
     text = "A late note on volcano ash."
     # Its own vector: a copy of another chunk's would tie with it, and BLAS may order exact ties
     # by where the rows sit in memory.
     vector = embeddings.embedder().embed([text])[0].tobytes()
     gap = min(set(range(1, max(live))) - live)
-    Chunk.objects.create(
-        id=gap,
-        source=late,
-        notebook=notebook,
-        position=0,
-        text=text,
-        token_count=6,
-        char_start=0,
-        char_end=len(text),
-        embedding=vector,
-    )
+    factories.chunk(late, text, id=gap, embedding=vector)
     Notebook.objects.filter(id=notebook.id).update(chunks_version=F("chunks_version") + 1)
     incremental = answers(rebuilt=False)
     assert gap in entry.snapshot.ids.tolist()  # type: ignore[union-attr]

@@ -12,9 +12,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from backend import runtime as job_services
 from backend.models import Job
 from backend.runtime import get_kind
-from notebooks.models import Chunk, Notebook, Question, Source
-from podcast.models import Podcast
-from reports.models import Report
+from notebooks.models import Notebook, Source
+from tests import factories
 
 ID_PARAMS = {"notebook_id", "source_id", "report_id", "podcast_id", "job_id", "batch_id", "question_id"}
 
@@ -39,23 +38,16 @@ def methods_of(callback: Any) -> list[str]:
 @pytest.fixture
 def alices_things(make_user: Any, redis_clean: Any) -> dict[str, str]:
     alice = make_user()
-    notebook = Notebook.objects.create(owner=alice, title="private")
+    notebook = factories.notebook(alice, title="private")
     name = default_storage.save(f"sources/{notebook.id}/secret.md", ContentFile(b"# secret"))
-    source = Source.objects.create(
-        notebook=notebook, kind="file", title="secret", status="ready", text="# secret", file=name, content_type="md"
+    source = factories.source(
+        notebook, kind="file", title="secret", status="ready", text="# secret", file=name, content_type="md"
     )
-    Chunk.objects.create(
-        source=source, notebook=notebook, position=0, text="secret", token_count=1, char_start=0, char_end=6,
-        embedding=b"\x00" * 4 * 384,
-    )  # fmt: skip
-    report = Report.objects.create(notebook=notebook, owner=alice, status="completed", markdown="# r", html="<p>r</p>")
+    factories.chunk(source, "secret")
+    report = factories.report(notebook, status="completed", markdown="# r", html="<p>r</p>")
     audio = default_storage.save(f"podcasts/{notebook.id}/p.mp3", ContentFile(b"ID3" + b"\x00" * 100))
-    podcast = Podcast.objects.create(
-        notebook=notebook, owner=alice, title="p", status="completed", audio_mp3=audio, audio_wav=audio
-    )
-    question = Question.objects.create(
-        notebook=notebook, owner=alice, question="secret?", status="completed", answer="secret [1]", answered=True
-    )
+    podcast = factories.podcast(notebook, title="p", status="completed", audio_mp3=audio, audio_wav=audio)
+    question = factories.question(notebook, question="secret?", status="completed", answer="secret [1]", answered=True)
     batch = job_services.batch_create(owner=alice, notebook_id=notebook.id)
     kind = get_kind("tests.echo_default")
     assert kind is not None

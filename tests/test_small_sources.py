@@ -18,7 +18,8 @@ from backend.runtime import rq as rq_adapter
 from backend.runtime.events import stream_key
 from backend.runtime.reconcile import reconcile
 from notebooks import embeddings
-from notebooks.models import Chunk, Notebook, Source
+from notebooks.models import Chunk, Source
+from tests import factories
 from tests.helpers import wait_for
 
 QUEUE = "notebook_processing"
@@ -49,7 +50,7 @@ def abstracts(count: int) -> list[SimpleUploadedFile]:
 
 
 def upload_while_stopped(workers: Any, api_client_for: Any, user: Any, title: str, count: int) -> list[Source]:
-    notebook = Notebook.objects.create(owner=user, title=title)
+    notebook = factories.notebook(user, title=title)
     workers.stop(QUEUE)
     response = api_client_for(user).post(f"/api/v1/notebooks/{notebook.id}/sources/", {"files": abstracts(count)})
     assert response.status_code == 202, response.content

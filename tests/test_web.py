@@ -19,8 +19,8 @@ from backend.models import Job
 from notebooks import services as notebook_services
 from notebooks.models import Notebook, Source
 from podcast.models import Podcast
-from reports.models import Report
 from tests import documents as docs
+from tests import factories
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "var" / "test-artifacts"
@@ -474,7 +474,7 @@ def test_another_users_notebook_is_a_404_and_the_page_fits_a_phone(
 
     alice, bob = make_user(), make_user()
     notebook = notebook_services.notebook_create(owner=alice, title="Alice's private notes")
-    source = Source.objects.create(notebook=notebook, kind=Source.Kind.TEXT, title="secret", text="secret")
+    source = factories.source(notebook, title="secret", text="secret")
 
     phone = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
     try:
@@ -558,10 +558,10 @@ def test_it_creates_renames_and_deletes_a_notebook(signed_in: tuple[Client, Any]
 def test_it_answers_404_for_everything_of_another_user(signed_in: tuple[Client, Any], make_user: Any) -> None:
     client, _me = signed_in
     other = make_user()
-    notebook = Notebook.objects.create(owner=other, title="Not yours")
-    source = Source.objects.create(notebook=notebook, kind=Source.Kind.TEXT, title="t", text="hidden words")
-    report = Report.objects.create(notebook=notebook, owner=other, topic="x")
-    podcast = Podcast.objects.create(notebook=notebook, owner=other, title="p")
+    notebook = factories.notebook(other, title="Not yours")
+    source = factories.source(notebook, title="t", text="hidden words")
+    report = factories.report(notebook, topic="x")
+    podcast = factories.podcast(notebook, title="p")
     nb = f"/notebooks/{notebook.id}"
     for path in (f"{nb}/", f"{nb}/sources/{source.id}/", f"{nb}/reports/{report.id}/", f"{nb}/podcasts/{podcast.id}/"):
         assert client.get(path).status_code == 404, path
@@ -578,21 +578,10 @@ def test_it_shows_superusers_the_job_dashboard_link(client: Client, make_user: A
 
 def test_it_marks_the_cited_passage_in_the_source_text(signed_in: tuple[Client, Any]) -> None:
     client, user = signed_in
-    notebook = Notebook.objects.create(owner=user, title="n")
+    notebook = factories.notebook(user, title="n")
     text = "First <b>part</b>. The passage itself. The end."
-    source = Source.objects.create(
-        notebook=notebook, kind=Source.Kind.TEXT, title="t", text=text, status=Source.Status.READY
-    )
-    start = text.index("The passage")
-    chunk = source.chunks.create(
-        notebook=notebook,
-        position=0,
-        text="The passage itself.",
-        token_count=3,
-        char_start=start,
-        char_end=start + len("The passage itself."),
-        embedding=b"",
-    )
+    source = factories.source(notebook, title="t", text=text, status=Source.Status.READY)
+    chunk = factories.chunk(source, "The passage itself.", char_start=text.index("The passage"))
     page = client.get(f"/notebooks/{notebook.id}/sources/{source.id}/?chunk={chunk.id}").content.decode()
     assert '<mark id="passage" tabindex="-1">The passage itself.</mark>' in page
     assert "&lt;b&gt;part&lt;/b&gt;" in page  # source text is never markup
