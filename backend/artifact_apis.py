@@ -91,7 +91,7 @@ class ArtifactListCreateApi(APIView):
         if "source_ids" in fields:
             fields["source_ids"] = [str(s) for s in fields["source_ids"]]
         artifact = self.create(notebook=notebook, owner=request.user, **fields)
-        return Response(self.detail_serializer(artifact).data, status=status.HTTP_202_ACCEPTED)
+        return Response(detail_body(self.detail_serializer, artifact), status=status.HTTP_202_ACCEPTED)
 
 
 class ArtifactDetailApi(APIView):
@@ -108,17 +108,22 @@ class ArtifactDetailApi(APIView):
             document(cls, "get", responses={200: cls.serializer})
 
     @classmethod
-    def artifact(cls, request: Request, artifact_id: str) -> Any:
+    def artifact(cls, request: Request, artifact_id: str) -> Artifact:
         """The caller's own artifact of this kind, else a 404 (for this view and its siblings)."""
         return get_object_or_404(cls.of_user(user=request.user), id=artifact_id)
 
     def get(self, request: Request, **ids: str) -> Response:
-        return Response(self.serializer(self.artifact(request, ids[self.lookup])).data)
+        return Response(detail_body(self.serializer, self.artifact(request, ids[self.lookup])))
 
     def delete(self, request: Request, **ids: str) -> Response:
         artifact = self.artifact(request, ids[self.lookup])
-        self.delete_one(**{artifact._meta.model_name: artifact})
+        self.delete_one(**{self.lookup.removesuffix("_id"): artifact})  # report_delete(report=…)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def detail_body(serializer: type[ArtifactSerializer], artifact: Artifact) -> Any:
+    """One artifact's body, its Job row read once (its ``job`` and ``progress`` both need it)."""
+    return serializer(artifact, context={"jobs": selectors.artifact_jobs(artifacts=[artifact])}).data
 
 
 def document(view: type[APIView], method: str, **schema: Any) -> None:

@@ -2,6 +2,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponseBase
+from django.shortcuts import get_object_or_404
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -67,7 +68,7 @@ class PodcastAudioApi(APIView):
     content_negotiation_class = IgnoreFormatParameter
 
     def get(self, request: Request, podcast_id: str) -> HttpResponseBase:
-        podcast = PodcastDetailApi.artifact(request, podcast_id)
+        podcast = get_object_or_404(selectors.podcasts_of(user=request.user), id=podcast_id)
         fmt = request.query_params.get("format", "mp3")
         if fmt not in ("mp3", "wav"):
             raise DomainError("format must be mp3 or wav.", code="BAD_FORMAT")

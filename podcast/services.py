@@ -238,9 +238,10 @@ def podcasts_cleanup(*, now: Any = None) -> dict[str, int]:
         podcast.delete()
         removed["podcasts"] += 1
 
-    # Each pass lists first and reads the rows after: a file or folder in the listing was made by
-    # a podcast already being made, so the rows still name it (being made, or owning its files
-    # once completed) unless nothing does; what a podcast makes after the listing is not in it.
+    # Each pass lists first, then reads which podcasts are being made, then (files) which files
+    # rows own: whatever is listed was made by a podcast already being made, and one that
+    # completes after the first read names its files in the second (completion sets both in one
+    # UPDATE). What a podcast makes after the listing is not in it.
     progress(message="Removing orphaned audio")
     files = []
     if default_storage.exists("podcasts"):
@@ -248,10 +249,10 @@ def podcasts_cleanup(*, now: Any = None) -> dict[str, int]:
             files += [
                 f"podcasts/{notebook_dir}/{name}" for name in default_storage.listdir(f"podcasts/{notebook_dir}")[1]
             ]
+    making = _being_made()  # a podcast being made saves its files a moment before its row names them
     owned = set()
     for wav, mp3 in Podcast.objects.values_list("audio_wav", "audio_mp3"):
         owned.update({wav, mp3})
-    making = _being_made()  # a podcast being made saves its files a moment before its row names them
     for path in files:
         if path not in owned and path.rsplit("/", 1)[-1].split(".")[0] not in making:
             default_storage.delete(path)

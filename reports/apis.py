@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -52,7 +53,7 @@ class ReportDownloadApi(APIView):
     content_negotiation_class = IgnoreFormatParameter
 
     def get(self, request: Request, report_id: str) -> HttpResponse:
-        report = ReportDetailApi.artifact(request, report_id)
+        report = get_object_or_404(selectors.reports_of(user=request.user), id=report_id)
         fmt = request.query_params.get("format", "md")
         if fmt not in ("md", "html"):
             raise DomainError("format must be md or html.", code="BAD_FORMAT")

@@ -1,4 +1,4 @@
-"""Small sources run in groups (backend/runtime/companions.py, notebooks/services.py): one job
+"""Small sources run in groups (backend/runtime/companions.py, notebooks/ingestion.py): one job
 takes its owner's other waiting small sources along and embeds all their chunks in one call,
 while each source keeps its own Job row, attempts, events and outcome. Real workers, Redis and
 database; the sources are uploaded while the ingestion worker is stopped, so they wait together."""

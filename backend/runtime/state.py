@@ -386,19 +386,19 @@ def jobs_cancel_active(*, job_ids: Iterable[str]) -> None:
 def subject_follow_job(
     job: Job, subjects: Any, *, working: str, done: str, failed: str, cancelled: str, pending: str
 ) -> int:
-    """The usual status hook: a generated thing (report, podcast) follows its job. ``subjects``
-    is the subject's queryset filtered to this job; a finished subject is never unmade.
-    Returns how many rows turned failed or cancelled (for hooks that clean up after)."""
+    """The usual status hook: a generated thing (report, podcast, question) follows its job.
+    ``subjects`` is the subject's queryset filtered to this job; a finished subject is never
+    unmade. Returns how many rows turned failed or cancelled (for hooks that clean up after)."""
     now = timezone.now()
     if job.status in Job.ACTIVE:
+        # Only while the job is still as this hook saw it: a hook that comes late (after a cancel,
+        # or a cancel and a run again) changes nothing.
+        as_seen = Exists(Job.objects.filter(id=job.id, attempts=job.attempts, status=job.status))
         if job.status != S.QUEUED:
-            subjects.filter(status=pending).update(status=working, updated_at=now)
+            subjects.filter(status=pending).filter(as_seen).update(status=working, updated_at=now)
         # A failed or cancelled job run again (job_retry_now) takes its subject back to waiting,
         # then to work, so the retention sweep does not take it for an old failure meanwhile.
-        # Only while the job is still active in this attempt: a hook that comes late, after a
-        # cancel, never undoes it.
-        still_active = Job.objects.filter(id=job.id, attempts=job.attempts, status__in=Job.ACTIVE)
-        subjects.filter(status__in=(failed, cancelled)).filter(Exists(still_active)).update(
+        subjects.filter(status__in=(failed, cancelled)).filter(as_seen).update(
             status=pending if job.status == S.QUEUED else working, error="", error_code="", updated_at=now
         )
     elif job.status in (S.FAILED, S.CANCELLED):

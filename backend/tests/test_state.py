@@ -10,9 +10,9 @@ import pytest
 
 from backend.models import Job
 from backend.runtime import state
-from notebooks.services import notebook_create
 from reports.jobs import report_follow_job
 from reports.models import Report
+from tests import factories
 
 S = Job.Status
 _ids = itertools.count()
@@ -155,10 +155,9 @@ def test_companions_of_a_lead_that_ended_early_wait_again_uncounted(
 
 @pytest.fixture
 def report_of(make_job: Any) -> Any:
-    def make(**job_fields: Any) -> tuple[Report, Job]:
-        job = make_job(kind="reports.generate_report", **job_fields)
-        notebook = notebook_create(owner=job.owner, title="n")
-        report = Report.objects.create(notebook=notebook, owner=job.owner, job_id=job.id)
+    def make() -> tuple[Report, Job]:
+        job = make_job(kind="reports.generate_report")
+        report = factories.report(factories.notebook(job.owner), job_id=job.id)
         Job.objects.filter(id=job.id).update(subject_id=str(report.id))
         return report, Job.objects.get(id=job.id)
 
@@ -193,3 +192,17 @@ def test_a_start_whose_hook_comes_after_a_cancel_does_not_undo_it(report_of: Any
     assert Report.objects.get(id=report.id).status == Report.Status.CANCELLED
     report_follow_job(started)  # the start's hook, late: the job it saw running is cancelled now
     assert Report.objects.get(id=report.id).status == Report.Status.CANCELLED
+
+
+@pytest.mark.django_db
+def test_a_start_whose_hook_comes_after_a_cancel_and_a_run_again_leaves_the_report_waiting(
+    report_of: Any, published: list[Any]
+) -> None:
+    report, job = report_of()
+    started = state.job_start(job_id=job.id, worker_name="w")
+    assert started is not None
+    state.job_cancel(job=Job.objects.get(id=job.id))
+    state.job_retry_now(job=Job.objects.get(id=job.id))  # queued again, the same attempt count
+    assert Report.objects.get(id=report.id).status == Report.Status.PENDING
+    report_follow_job(started)  # the first start's hook, late: its job waits, it does not run
+    assert Report.objects.get(id=report.id).status == Report.Status.PENDING

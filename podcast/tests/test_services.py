@@ -321,20 +321,21 @@ def test_a_podcast_finishing_while_the_sweep_runs_keeps_its_audio(owner: Any, mo
     files = [
         default_storage.save(f"podcasts/{nb.id}/{podcast.id}.{ext}", ContentFile(b"RIFF")) for ext in "wav mp3".split()
     ]
-    exists = default_storage.exists
+    being_made = services._being_made
 
-    def finish_then_answer(name: str) -> bool:
-        # The worker saves and commits the finished podcast after the sweep read the owned files.
+    def finish_then_read() -> set[str]:
+        # The worker commits the finished podcast (status and file names in one UPDATE) just as
+        # the sweep asks which podcasts are being made: had it read the owned files before, the
+        # files would be in neither set.
         Podcast.objects.filter(id=podcast.id).update(
             status=Podcast.Status.COMPLETED, audio_wav=files[0], audio_mp3=files[1]
         )
-        return exists(name)
+        return being_made()
 
-    monkeypatch.setattr(default_storage, "exists", finish_then_answer)
+    monkeypatch.setattr(services, "_being_made", finish_then_read)
     removed = services.podcasts_cleanup()
 
     assert removed["orphan_files"] == 0
-    monkeypatch.undo()
     assert all(default_storage.exists(n) for n in files)
 
 
