@@ -152,8 +152,8 @@ def scifact_notebook(*, limit: int | None = None, docs: Sequence[Doc] | None = N
     once per build key and reused. Returns the Notebook; ``doc_ids(notebook)`` maps sources."""
     from django.contrib.auth import get_user_model
 
+    from notebooks.ingestion import source_process
     from notebooks.models import Notebook, Source
-    from notebooks.services import source_process
 
     embedder = use_cached_embedder()
     chosen = list(docs) if docs is not None else corpus()[:limit] if limit else corpus()
