@@ -65,3 +65,42 @@ def test_breaking_a_contract_fails_the_lint(copy_of_the_project: Path, module: s
     assert result.returncode != 0
     broken = [row for row in result.stdout.splitlines() if " BROKEN" in row]  # "BROKEN (n ignored imports)"
     assert any(contract in row for row in broken), result.stdout
+
+
+def unresolved_imports(files: list[Path]) -> list[str]:
+    """Every ``from <project module> import name`` in these files, at any depth (the lazy ones in
+    function bodies too, which nothing runs until their code path does), whose module or name
+    does not exist."""
+    import ast
+    import importlib
+
+    project = (*PACKAGES, "bench", "tests")
+    missing = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module):
+                continue
+            if node.module.split(".")[0] not in project:
+                continue
+            try:
+                module = importlib.import_module(node.module)
+            except ImportError:
+                missing.append(f"{path}:{node.lineno} {node.module}")
+                continue
+            for alias in node.names:
+                if alias.name == "*" or hasattr(module, alias.name):
+                    continue
+                try:
+                    importlib.import_module(f"{node.module}.{alias.name}")
+                except ImportError:
+                    missing.append(f"{path}:{node.lineno} {node.module}.{alias.name}")
+    return missing
+
+
+def test_every_import_of_a_project_module_resolves_even_inside_functions(tmp_path: Path) -> None:
+    files = [p for d in (*PACKAGES, "bench", "tests") for p in (ROOT / d).rglob("*.py") if "migrations" not in p.parts]
+    assert unresolved_imports(files) == []
+    # A lazy import of a name that moved away (make eval once imported a moved service this way).
+    moved = tmp_path / "stale.py"
+    moved.write_text("def build():\n    from notebooks.services import source_process\n")
+    assert unresolved_imports([moved]) == [f"{moved}:2 notebooks.services.source_process"]
