@@ -32,7 +32,9 @@ from backend.throttles import EnqueueThrottle
 
 
 class ArtifactSerializer(serializers.ModelSerializer[Artifact]):
-    """The fields every artifact shows; an app's serializer adds its own to ``FIELDS``."""
+    """The fields every artifact shows; an app's serializer adds its own to ``FIELDS``. Its
+    context holds the Job rows of the artifacts it renders (``jobs``, from
+    ``selectors.artifact_jobs``), read in one query for a page or a detail."""
 
     FIELDS: ClassVar[list[str]] = [
         "id", "notebook", "title", "options", "status", "progress", "word_count", "error", "error_code", "job",
@@ -44,7 +46,7 @@ class ArtifactSerializer(serializers.ModelSerializer[Artifact]):
     progress = serializers.SerializerMethodField()
 
     def _job(self, artifact: Artifact) -> Job | None:
-        return selectors.artifact_job(artifact=artifact, jobs=self.context.get("jobs"))
+        return self.context["jobs"].get(artifact.job_id) if artifact.job_id else None
 
     def get_job(self, artifact: Artifact) -> dict[str, Any] | None:
         job = self._job(artifact)
@@ -107,10 +109,9 @@ class ArtifactDetailApi(APIView):
         if "serializer" in cls.__dict__:
             document(cls, "get", responses={200: cls.serializer})
 
-    @classmethod
-    def artifact(cls, request: Request, artifact_id: str) -> Artifact:
-        """The caller's own artifact of this kind, else a 404 (for this view and its siblings)."""
-        return get_object_or_404(cls.of_user(user=request.user), id=artifact_id)
+    def artifact(self, request: Request, artifact_id: str) -> Artifact:
+        """The caller's own artifact of this kind, else a 404."""
+        return get_object_or_404(self.of_user(user=request.user), id=artifact_id)
 
     def get(self, request: Request, **ids: str) -> Response:
         return Response(detail_body(self.serializer, self.artifact(request, ids[self.lookup])))

@@ -22,16 +22,6 @@ def batch_of(*, user: Any, batch_id: Any) -> Batch:
     return Batch.objects.get(owner=user, id=batch_id)
 
 
-def artifact_job(*, artifact: Artifact, jobs: dict[Any, Job] | None = None) -> Job | None:
-    """A report's or podcast's Job row, from ``jobs`` (see ``artifact_jobs``) when a list has
-    loaded them."""
-    if not artifact.job_id:
-        return None
-    if jobs is not None:
-        return jobs.get(artifact.job_id)
-    return Job.objects.filter(id=artifact.job_id).first()
-
-
 def artifact_jobs(*, artifacts: Iterable[Artifact]) -> dict[Any, Job]:
     """The Job rows of a page of reports or podcasts in one query (a list does not query once
     per row)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import shutil
 import subprocess
 import sys
@@ -71,9 +73,6 @@ def unresolved_imports(files: list[Path]) -> list[str]:
     """Every ``from <project module> import name`` in these files, at any depth (the lazy ones in
     function bodies too, which nothing runs until their code path does), whose module or name
     does not exist."""
-    import ast
-    import importlib
-
     project = (*PACKAGES, "bench", "tests")
     missing = []
     for path in files:
